@@ -1,0 +1,275 @@
+"""Loss functions for the two heads, in plain PyTorch.
+
+Every function takes raw logits of shape ``(n_samples, n_classes)`` and
+integer class targets of shape ``(n_samples,)``, works in log space so that it
+stays finite for logits as large as ``1e4``, and accepts optional per-sample
+weights. With ``reduction="mean"`` the result is ``mean(weight * loss)``: the
+weights are expected to average one over the training set (the estimator
+normalises them), so that a batch estimates the weighted risk without bias and
+a sample of weight 2 counts like two copies of it.
+
+This module knows nothing of scikit-learn or skorch.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "focal_loss",
+    "smoothed_cross_entropy",
+    "kl_consistency",
+    "DualHeadLoss",
+]
+
+
+def _reduce(per_sample, sample_weight, reduction):
+    if sample_weight is not None:
+        per_sample = per_sample * sample_weight
+    if reduction == "none":
+        return per_sample
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    raise ValueError(
+        f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}."
+    )
+
+
+def _smoothed_targets(target, n_classes, label_smoothing, dtype):
+    """One-hot targets mixed with the uniform distribution, as PyTorch does."""
+    one_hot = F.one_hot(target, n_classes).to(dtype)
+    return one_hot * (1.0 - label_smoothing) + label_smoothing / n_classes
+
+
+def focal_loss(
+    logits,
+    target,
+    *,
+    gamma=2.0,
+    alpha=None,
+    label_smoothing=0.0,
+    sample_weight=None,
+    reduction="mean",
+):
+    r"""Multi-class focal loss (Lin et al. 2017).
+
+    For one sample with predicted probabilities :math:`p` and (optionally
+    smoothed) target distribution :math:`q`:
+
+    .. math:: \ell = -\alpha_y \sum_k q_k (1 - p_k)^{\gamma} \log p_k
+
+    With one-hot targets this is the familiar
+    :math:`-\alpha_y (1 - p_y)^{\gamma} \log p_y`; with ``gamma=0`` and no
+    ``alpha`` it is the cross-entropy.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_samples, n_classes)
+        Unnormalised scores.
+    target : torch.LongTensor of shape (n_samples,)
+        Class indices in ``[0, n_classes)``.
+    gamma : float or torch.Tensor, default=2.0
+        Focusing parameter; larger values down-weight well-classified samples.
+        A tensor of shape ``(n_samples,)`` gives each sample its own gamma.
+    alpha : torch.Tensor of shape (n_classes,), default=None
+        Per-class weights, applied by the sample's true class.
+    label_smoothing : float, default=0.0
+        Mass in ``[0, 1)`` moved from the true class to the uniform
+        distribution before the loss is taken.
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Per-sample weights.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        How to combine the per-sample losses.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import focal_loss
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> target = torch.tensor([0, 0])
+    >>> focal_loss(logits, target, gamma=2.0, reduction="none")
+    tensor([0.0018, 1.6940])
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    # 1 - p computed as -expm1(log p) keeps precision when p is close to 1.
+    one_minus_p = -torch.expm1(log_p)
+    gamma = torch.as_tensor(gamma, dtype=log_p.dtype, device=log_p.device)
+    if gamma.ndim == 1:
+        gamma = gamma.unsqueeze(1)
+    modulating = one_minus_p.clamp_min(0.0).pow(gamma)
+    if label_smoothing:
+        q = _smoothed_targets(target, logits.shape[1], label_smoothing, log_p.dtype)
+        per_sample = -(q * modulating * log_p).sum(dim=1)
+    else:
+        index = target.unsqueeze(1)
+        per_sample = -(modulating.gather(1, index) * log_p.gather(1, index)).squeeze(1)
+    if alpha is not None:
+        per_sample = per_sample * alpha[target]
+    return _reduce(per_sample, sample_weight, reduction)
+
+
+def smoothed_cross_entropy(
+    logits,
+    target,
+    *,
+    label_smoothing=0.0,
+    alpha=None,
+    sample_weight=None,
+    reduction="mean",
+):
+    r"""Cross-entropy against label-smoothed targets (Szegedy et al. 2016).
+
+    .. math:: \ell = -\alpha_y \sum_k q_k \log p_k, \qquad
+              q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon / K
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_samples, n_classes)
+        Unnormalised scores.
+    target : torch.LongTensor of shape (n_samples,)
+        Class indices.
+    label_smoothing : float, default=0.0
+        :math:`\varepsilon` in ``[0, 1)``.
+    alpha : torch.Tensor of shape (n_classes,), default=None
+        Per-class weights, applied by the sample's true class.
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Per-sample weights.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        How to combine the per-sample losses.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import smoothed_cross_entropy
+    >>> logits = torch.tensor([[2.0, 0.0]])
+    >>> smoothed_cross_entropy(logits, torch.tensor([0]), label_smoothing=0.1)
+    tensor(0.2269)
+    """
+    per_sample = F.cross_entropy(
+        logits, target, reduction="none", label_smoothing=label_smoothing
+    )
+    if alpha is not None:
+        per_sample = per_sample * alpha[target]
+    return _reduce(per_sample, sample_weight, reduction)
+
+
+def kl_consistency(
+    student_logits,
+    teacher_logits,
+    *,
+    temperature=1.0,
+    sample_weight=None,
+    reduction="mean",
+):
+    r"""KL divergence from a detached teacher distribution to a student.
+
+    .. math:: \ell = T^2 \, \mathrm{KL}\big(\mathrm{softmax}(t / T) \,\|\,
+              \mathrm{softmax}(s / T)\big)
+
+    The teacher logits are detached, so the gradient reaches the student
+    only; the :math:`T^2` factor keeps the gradient scale independent of the
+    temperature (Hinton et al. 2015).
+
+    Parameters
+    ----------
+    student_logits : torch.Tensor of shape (n_samples, n_classes)
+        Logits pulled toward the teacher (the auxiliary head).
+    teacher_logits : torch.Tensor of shape (n_samples, n_classes)
+        Target logits (the main head); never receive a gradient.
+    temperature : float, default=1.0
+        Softens both distributions before comparing them.
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Per-sample weights.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        How to combine the per-sample losses.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import kl_consistency
+    >>> z = torch.tensor([[1.0, -1.0]])
+    >>> kl_consistency(z, z)
+    tensor(0.)
+    """
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    per_sample = (log_p.exp() * (log_p - log_q)).sum(dim=1) * temperature**2
+    return _reduce(per_sample, sample_weight, reduction)
+
+
+class DualHeadLoss(nn.Module):
+    """The combined loss of the two heads.
+
+    ``total = w_main * main_loss(main) + w_aux * aux_loss(aux)
+    + w_consistency * KL(main.detach() -> aux)``
+
+    It holds no parameters; being a :class:`torch.nn.Module` lets skorch
+    treat it as its criterion.
+
+    Parameters
+    ----------
+    main_loss : callable
+        ``main_loss(logits, target, sample_weight=...)`` for the main head,
+        e.g. ``functools.partial(focal_loss, gamma=2.0)``.
+    aux_loss : callable
+        The same for the auxiliary head.
+    weights : tuple of float
+        ``(w_main, w_aux, w_consistency)``.
+    consistency_temperature : float, default=1.0
+        Temperature of the KL consistency term.
+
+    Examples
+    --------
+    >>> from functools import partial
+    >>> import torch
+    >>> from sk_dualhead.losses import (
+    ...     DualHeadLoss, focal_loss, smoothed_cross_entropy)
+    >>> loss = DualHeadLoss(partial(focal_loss, gamma=2.0),
+    ...                     partial(smoothed_cross_entropy, label_smoothing=0.15),
+    ...                     weights=(0.7, 0.25, 0.05))
+    >>> z = torch.zeros(4, 2)
+    >>> terms = loss(z, z, torch.tensor([0, 1, 0, 1]))
+    >>> [round(v, 4) for v in terms.tolist()]  # total, main, aux, consistency
+    [0.2946, 0.1733, 0.6931, 0.0]
+    """
+
+    #: Names of the entries returned by :meth:`forward`, in order.
+    term_names = ("loss", "main_loss", "aux_loss", "consistency_loss")
+
+    def __init__(self, main_loss, aux_loss, weights, consistency_temperature=1.0):
+        super().__init__()
+        self.main_loss = main_loss
+        self.aux_loss = aux_loss
+        self.weights = tuple(weights)
+        self.consistency_temperature = consistency_temperature
+
+    def forward(self, main_logits, aux_logits, target, sample_weight=None):
+        """Return ``tensor([total, main, aux, consistency])``."""
+        w_main, w_aux, w_consistency = self.weights
+        main = self.main_loss(main_logits, target, sample_weight=sample_weight)
+        aux = self.aux_loss(aux_logits, target, sample_weight=sample_weight)
+        consistency = kl_consistency(
+            aux_logits,
+            main_logits,
+            temperature=self.consistency_temperature,
+            sample_weight=sample_weight,
+        )
+        total = w_main * main + w_aux * aux + w_consistency * consistency
+        return torch.stack([total, main, aux, consistency])
