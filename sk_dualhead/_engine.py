@@ -1,0 +1,192 @@
+"""The private skorch net behind :class:`~sk_dualhead.DualHeadClassifier`.
+
+skorch's defaults feed a network through a per-row ``Dataset`` and a
+``DataLoader`` that collates rows back into batches; on tabular data that
+costs more than the network itself. Here the data is held as whole tensors,
+moved to the device once, and batches are slices of them. The loss terms are
+summed on the device and read back once per epoch, so a GPU is not stalled
+by a host synchronisation per batch.
+"""
+
+import torch
+import torch.nn.functional as F
+from skorch import NeuralNet
+from skorch.callbacks import EpochTimer, PrintLog
+from skorch.dataset import unpack_data
+
+from .losses import DualHeadLoss
+
+__all__ = []
+
+#: Rows per forward pass at prediction time. Every pass sees exactly this many
+#: rows (the last chunk is padded with zeros) because BLAS picks its kernels by
+#: matrix shape: with one fixed shape, a row's prediction is bit-for-bit the
+#: same whatever else is predicted with it, and large chunks amortise the
+#: per-call overhead.
+PREDICT_BATCH_SIZE = 1024
+
+
+def head_log_proba(main_logits, aux_logits, head):
+    """Log-probabilities of the head used for prediction.
+
+    ``"mean"`` averages the two heads' probabilities, not their logits: an
+    average of probabilities is itself a probability and is never more
+    over-confident than its parts.
+    """
+    if head == "main":
+        return F.log_softmax(main_logits, dim=1)
+    if head == "aux":
+        return F.log_softmax(aux_logits, dim=1)
+    stacked = torch.stack(
+        [F.log_softmax(main_logits, dim=1), F.log_softmax(aux_logits, dim=1)]
+    )
+    return torch.logsumexp(stacked, dim=0) - torch.log(
+        torch.tensor(2.0, dtype=stacked.dtype, device=stacked.device)
+    )
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Features, encoded targets and sample weights as whole tensors."""
+
+    def __init__(self, X, y, sample_weight):
+        self.X = X
+        self.y = y
+        self.sample_weight = sample_weight
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], (self.y[i], self.sample_weight[i])
+
+
+class TensorBatches:
+    """Batches sliced from a :class:`TensorDataset`, shuffled or in order.
+
+    A last batch of a single row is merged into the one before it, so that
+    batch normalisation never sees a batch of one.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return len(self._bounds())
+
+    def _bounds(self):
+        n = len(self.dataset)
+        starts = list(range(0, n, self.batch_size))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()
+        return list(zip(starts, starts[1:] + [n]))
+
+    def __iter__(self):
+        data = self.dataset
+        order = (
+            torch.randperm(len(data), device=data.X.device) if self.shuffle else None
+        )
+        for start, stop in self._bounds():
+            if order is None:
+                rows = slice(start, stop)
+            else:
+                rows = order[start:stop]
+            yield data.X[rows], (data.y[rows], data.sample_weight[rows])
+
+
+class DualHeadNet(NeuralNet):
+    """skorch net training a two-headed module with a :class:`DualHeadLoss`.
+
+    Parameters
+    ----------
+    predict_head : {"main", "aux", "mean"}
+        Head whose probabilities are scored as ``valid_log_loss`` and
+        returned by :meth:`predict_log_proba`.
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, *args, predict_head="main", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.predict_head = predict_head
+
+    def get_default_callbacks(self):
+        # Loss terms are recorded per epoch by run_single_epoch, so skorch's
+        # per-batch PassthroughScoring callbacks are not needed.
+        return [("epoch_timer", EpochTimer()), ("print_log", PrintLog())]
+
+    def get_loss_terms(self, y_pred, y_true, training=False):
+        """Stacked loss terms of one batch, named by :meth:`term_names`."""
+        main_logits, aux_logits = y_pred
+        target, sample_weight = y_true
+        terms = self.criterion_(main_logits, aux_logits, target, sample_weight)
+        if training:
+            return terms
+        # The proper score that early stopping monitors: the log loss of the
+        # probabilities that predict_proba will return.
+        log_proba = head_log_proba(main_logits, aux_logits, self.predict_head)
+        log_loss = F.nll_loss(log_proba, target, reduction="none")
+        return torch.cat([terms, (log_loss * sample_weight).mean().reshape(1)])
+
+    @staticmethod
+    def term_names(training):
+        names = DualHeadLoss.term_names
+        return names if training else names + ("log_loss",)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.get_loss_terms(y_pred, y_true, training=training)[0]
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        terms = self.get_loss_terms(y_pred, yi, training=True)
+        terms[0].backward()
+        return {"loss": terms[0], "y_pred": y_pred, "terms": terms.detach()}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, yi = unpack_data(batch)
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            terms = self.get_loss_terms(y_pred, yi, training=False)
+        return {"loss": terms[0], "y_pred": y_pred, "terms": terms}
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        totals, n_rows, n_batches = 0.0, 0, 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            batch_rows = len(batch[0])
+            totals = totals + step["terms"] * batch_rows
+            n_rows += batch_rows
+            n_batches += 1
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        # One device-to-host transfer per epoch.
+        means = (totals / n_rows).tolist()
+        for name, value in zip(self.term_names(training), means):
+            self.history.record(f"{prefix}_{name}", value)
+        self.history.record(f"{prefix}_batch_count", n_batches)
+
+    def predict_logits(self, X):
+        """Both heads' logits for a float32 tensor ``X``, in float64 on the CPU."""
+        self._set_training(False)
+        mains, auxes = [], []
+        with torch.inference_mode():
+            for start in range(0, len(X), PREDICT_BATCH_SIZE):
+                chunk = X[start : start + PREDICT_BATCH_SIZE]
+                n_rows = len(chunk)
+                if n_rows < PREDICT_BATCH_SIZE:
+                    chunk = torch.cat(
+                        [chunk, chunk.new_zeros(PREDICT_BATCH_SIZE - n_rows, X.shape[1])]
+                    )
+                main_logits, aux_logits = self.infer(chunk.to(self.device))
+                mains.append(main_logits[:n_rows])
+                auxes.append(aux_logits[:n_rows])
+        return (
+            torch.cat(mains).to("cpu", torch.float64),
+            torch.cat(auxes).to("cpu", torch.float64),
+        )

@@ -1,0 +1,666 @@
+"""The public estimator: :class:`DualHeadClassifier`."""
+
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import compute_sample_weight
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    check_random_state,
+    column_or_1d,
+    validate_data,
+)
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+
+from ._engine import DualHeadNet, TensorBatches, TensorDataset, head_log_proba
+from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
+from .losses import DualHeadLoss
+from .preprocessing import TabularPreprocessor
+from .strategies import STRATEGIES, build_loss
+
+__all__ = ["DualHeadClassifier"]
+
+
+def resolve_device(device):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"`` into a checked name."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid device; use 'cpu', 'cuda', "
+            "'cuda:N', 'mps' or 'auto'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available "
+                "on this machine; use device='cpu' or device='auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on "
+            "this machine; use device='cpu' or device='auto'."
+        )
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device={device!r} is not supported; use 'cpu', 'cuda', "
+            "'cuda:N', 'mps' or 'auto'."
+        )
+    return str(resolved)
+
+
+@contextmanager
+def _torch_threads(n_threads):
+    """Set torch's intra-op thread count for the duration of a call."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
+def _seeded(seed, device):
+    """Seed torch inside the block without touching the caller's RNG state."""
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class DualHeadClassifier(ClassifierMixin, BaseEstimator):
+    """Two-headed neural network classifier for tabular data.
+
+    A shared MLP trunk feeds two linear heads trained with different losses:
+    the main head with focal loss, which concentrates on hard and rare
+    examples, and the auxiliary head with label-smoothed cross-entropy, a
+    steady, well-calibrated signal. A KL consistency term pulls the auxiliary
+    head toward the (detached) main head. The combination is named by
+    ``strategy`` and each of its parts can be overridden by the knobs below,
+    so all of them can be tuned by :class:`~sklearn.model_selection.GridSearchCV`.
+
+    Read more in the :ref:`User Guide <concepts>`.
+
+    Parameters
+    ----------
+    strategy : str, default="balanced"
+        Name of the loss strategy, a key of
+        :data:`sk_dualhead.strategies.STRATEGIES`. ``"balanced"``: focal loss
+        (``gamma=2``) on the main head, cross-entropy with label smoothing
+        0.15 on the auxiliary head, weights 0.7 / 0.25 / 0.05.
+
+    hidden_sizes : tuple of int, default=(256, 256)
+        Widths of the trunk's hidden layers.
+
+    activation : {"relu", "gelu", "silu", "selu", "tanh"}, default="relu"
+        Non-linearity of the trunk.
+
+    dropout : float, default=0.1
+        Dropout probability after each hidden layer.
+
+    normalization : {"batchnorm", "layernorm"} or None, default=None
+        Normalisation after each hidden linear layer.
+
+    lr : float, default=1e-3
+        Learning rate of the AdamW optimizer.
+
+    weight_decay : float, default=1e-4
+        Decoupled weight decay of AdamW.
+
+    max_epochs : int, default=200
+        Maximum number of passes over the training data.
+
+    batch_size : int or "auto", default="auto"
+        Rows per gradient step; ``"auto"`` uses
+        ``min(256, max(16, n_train // 8))``, about eight steps per epoch on
+        small tables.
+
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the training data (stratified),
+        stop when the validation log loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs and restore the weights of the best
+        epoch. When the data are too small to hold out at least one sample
+        of every class, training falls back to ``max_epochs`` on all data.
+        ``False`` trains exactly ``max_epochs`` epochs on all data.
+
+    validation_fraction : float, default=0.15
+        Share of the training data held out for early stopping.
+
+    n_iter_no_change : int, default=10
+        Epochs without improvement before training stops.
+
+    tol : float, default=1e-4
+        Minimum decrease of the validation log loss that counts as an
+        improvement.
+
+    gamma : float, default=None
+        Focusing parameter of the main head's focal loss; ``None`` keeps the
+        strategy's value.
+
+    label_smoothing : float, default=None
+        Label smoothing of the auxiliary head's cross-entropy; ``None`` keeps
+        the strategy's value.
+
+    loss_weights : tuple of 3 floats, default=None
+        ``(w_main, w_aux, w_consistency)``; ``None`` keeps the strategy's.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``.
+        ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
+
+    predict_head : {"main", "aux", "mean"}, default="main"
+        Head whose probabilities ``predict_proba`` returns; ``"mean"``
+        averages the two heads' probabilities.
+
+    preprocessing : "auto", None or transformer, default="auto"
+        ``"auto"`` fits a :class:`~sk_dualhead.preprocessing.TabularPreprocessor`
+        (imputation, robust scaling, one-hot and embedded categories); a
+        transformer is cloned and fitted instead; ``None`` feeds numeric
+        input to the network as it is.
+
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (the
+        best available), resolved when ``fit`` is called.
+
+    n_threads : int, default=None
+        Torch CPU threads used while fitting and predicting; ``None`` leaves
+        torch's setting alone. Set it to 1 when many models are fitted in
+        parallel, since oversubscribed torch threads slow each other down.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, dropout, shuffling and the validation
+        split. An int gives identical results from fit to fit on the CPU.
+
+    verbose : int, default=0
+        0 is silent; 1 prints a table of the loss terms every epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    preprocessor_ : transformer or None
+        The fitted preprocessing.
+
+    net_ : skorch.NeuralNet
+        The fitted skorch net; its ``module_`` is the PyTorch network.
+
+    history_ : skorch.History
+        Per-epoch record: ``train_loss``, ``train_main_loss``,
+        ``train_aux_loss``, ``train_consistency_loss``, the same with the
+        ``valid_`` prefix, ``valid_log_loss`` and ``dur``.
+
+    n_epochs_ : int
+        Number of epochs run.
+
+    best_epoch_ : int
+        Epoch whose weights were kept (the last one without early stopping).
+
+    device_ : str
+        The device the model was trained on.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
+    sklearn.ensemble.HistGradientBoostingClassifier : Gradient boosted trees.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sk_dualhead import DualHeadClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    >>> clf = DualHeadClassifier(max_epochs=20, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X.iloc[:2]).shape
+    (2, 2)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _parameter_constraints = {
+        "strategy": [StrOptions(set(STRATEGIES))],
+        "hidden_sizes": [tuple, list],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "normalization": [StrOptions({n for n in NORMALIZATIONS if n}), None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "gamma": [Interval(Real, 0, None, closed="left"), None],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left"), None],
+        "loss_weights": [tuple, list, None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "predict_head": [StrOptions({"main", "aux", "mean"})],
+        "preprocessing": [StrOptions({"auto"}), HasMethods(["fit", "transform"]), None],
+        "device": [str],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        strategy="balanced",
+        *,
+        hidden_sizes=(256, 256),
+        activation="relu",
+        dropout=0.1,
+        normalization=None,
+        lr=1e-3,
+        weight_decay=1e-4,
+        max_epochs=200,
+        batch_size="auto",
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=10,
+        tol=1e-4,
+        gamma=None,
+        label_smoothing=None,
+        loss_weights=None,
+        class_weight=None,
+        predict_head="main",
+        preprocessing="auto",
+        device="cpu",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.strategy = strategy
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.normalization = normalization
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+        self.loss_weights = loss_weights
+        self.class_weight = class_weight
+        self.predict_head = predict_head
+        self.preprocessing = preprocessing
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = self.preprocessing == "auto"
+        tags.non_deterministic = self.device != "cpu"
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to the training data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training data. DataFrames may hold numeric, categorical, string
+            and boolean columns with missing values.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples, multiplied with
+            ``class_weight``.
+
+        Returns
+        -------
+        self : DualHeadClassifier
+            The fitted estimator.
+        """
+        self._check_hyperparameters()
+        X, y = self._validate_input(X, y, reset=True)
+        y = self._encode_targets(y)
+        weights = self._sample_weights(X, y, sample_weight)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train, valid = self._split(y, rng)
+
+        preprocessor = self._make_preprocessor()
+        if preprocessor is not None:
+            X = preprocessor.fit_transform(X)
+        features = self._as_float32(X)
+        self.device_ = resolve_device(self.device)
+        self.preprocessor_ = preprocessor
+
+        # Weights are scaled to average one over the rows trained on, so the
+        # learning rate means the same with and without them.
+        weights = weights / weights[train].mean()
+        datasets = [
+            TensorDataset(
+                torch.from_numpy(features[rows]).to(self.device_),
+                torch.from_numpy(y[rows]).to(self.device_),
+                torch.from_numpy(weights[rows].astype(np.float32)).to(self.device_),
+            )
+            if rows is not None
+            else None
+            for rows in (train, valid)
+        ]
+        self.net_ = self._make_net(features, len(train), datasets[1])
+        with _torch_threads(self.n_threads), _seeded(seed, self.device_):
+            self.net_.fit(datasets[0], y=None)
+        # The split holds the held-out rows; a saved model must not carry data.
+        self.net_.train_split = None
+
+        self.history_ = self.net_.history
+        self.n_epochs_ = len(self.history_)
+        stopper = dict(self.net_.callbacks_).get("early_stopping")
+        self.best_epoch_ = stopper.best_epoch_ if stopper else self.n_epochs_
+        return self
+
+    def _check_hyperparameters(self):
+        """Checks the declarative constraints cannot express."""
+        if not all(
+            isinstance(size, Integral) and size >= 1 for size in self.hidden_sizes
+        ):
+            raise ValueError(
+                "hidden_sizes must be a tuple of positive ints, got "
+                f"{self.hidden_sizes!r}."
+            )
+        if self.loss_weights is not None:
+            weights = np.asarray(self.loss_weights, dtype=float)
+            if weights.shape != (3,) or not np.all(np.isfinite(weights)):
+                raise ValueError(
+                    "loss_weights must be 3 finite numbers (w_main, w_aux, "
+                    f"w_consistency), got {self.loss_weights!r}."
+                )
+            if np.any(weights < 0) or weights[:2].sum() == 0:
+                raise ValueError(
+                    "loss_weights must be non-negative and give weight to at "
+                    f"least one head, got {self.loss_weights!r}."
+                )
+
+    def _validate_input(self, X, y=None, *, reset):
+        """Validate X (and y at fit time) the way scikit-learn does.
+
+        DataFrames go to the preprocessor as they are, after their column
+        names are checked; everything else is checked as a numeric matrix.
+        """
+        if reset and y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the "
+                "target y is None."
+            )
+        is_frame = isinstance(X, pd.DataFrame) and self.preprocessing is not None
+        if is_frame:
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if len(X) == 0:
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape={X.shape}) while a "
+                    "minimum of 1 is required."
+                )
+        else:
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse=True,
+                dtype=[np.float64, np.float32],
+                ensure_all_finite=(
+                    "allow-nan" if self.preprocessing is not None else True
+                ),
+            )
+            if sp.issparse(X):
+                X = X.toarray()
+        if y is None:
+            return X
+        y = column_or_1d(y, warn=True)
+        if len(y) != X.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[0]} samples but y has {len(y)}; they must "
+                "have the same length."
+            )
+        if pd.isna(y).any():
+            raise ValueError(
+                "Input y contains NaN or None; remove or label those samples."
+            )
+        check_classification_targets(y)
+        return X, y
+
+    def _encode_targets(self, y):
+        encoder = LabelEncoder()
+        encoded = encoder.fit_transform(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "The training data contain 1 class; a classifier needs "
+                f"samples of at least 2 classes, got only {self.classes_[0]!r}."
+            )
+        return encoded.astype(np.int64)
+
+    def _sample_weights(self, X, y, sample_weight):
+        weights = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if self.class_weight is not None:
+            weights = weights * compute_sample_weight(
+                self.class_weight, self.classes_[y]
+            )
+        weighted_classes = np.unique(y[weights > 0])
+        if len(weighted_classes) < 2:
+            raise ValueError(
+                "Only one class has positive sample_weight (times "
+                "class_weight); a classifier needs at least 2 classes with "
+                "weight."
+            )
+        return weights
+
+    def _split(self, y, rng):
+        """Rows to train on and rows to validate on (None: no validation)."""
+        rows = np.arange(len(y))
+        if not self.early_stopping:
+            return rows, None
+        n_classes = len(self.classes_)
+        n_valid = int(np.ceil(self.validation_fraction * len(y)))
+        if (
+            np.bincount(y).min() < 2
+            or n_valid < n_classes
+            or len(y) - n_valid < n_classes
+        ):
+            return rows, None
+        return train_test_split(
+            rows, test_size=n_valid, stratify=y, random_state=rng
+        )
+
+    def _make_preprocessor(self):
+        if self.preprocessing is None:
+            return None
+        if self.preprocessing == "auto":
+            return TabularPreprocessor()
+        return clone(self.preprocessing)
+
+    @staticmethod
+    def _as_float32(X):
+        if sp.issparse(X):
+            X = X.toarray()
+        features = np.ascontiguousarray(X, dtype=np.float32)
+        if not np.isfinite(features).all():
+            raise ValueError(
+                "The input to the network contains NaN or values too large "
+                "for float32 (beyond 3.4e38); use preprocessing='auto', which "
+                "imputes and rescales them, or rescale the data."
+            )
+        return features
+
+    def _make_net(self, features, n_train, valid_dataset):
+        preprocessor = self.preprocessor_
+        cardinalities = tuple(getattr(preprocessor, "category_cardinalities_", ()))
+        n_continuous = features.shape[1] - len(cardinalities)
+        # About eight steps per epoch on small tables, 256 rows on large ones.
+        batch_size = (
+            min(256, max(16, n_train // 8))
+            if self.batch_size == "auto"
+            else self.batch_size
+        )
+        loss = build_loss(
+            self.strategy,
+            gamma=self.gamma,
+            label_smoothing=self.label_smoothing,
+            loss_weights=self.loss_weights,
+        )
+        callbacks = []
+        if valid_dataset is not None:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_log_loss",
+                        patience=self.n_iter_no_change,
+                        threshold=self.tol,
+                        threshold_mode="abs",
+                        load_best=True,
+                    ),
+                )
+            )
+        return DualHeadNet(
+            module=DualHeadNetwork,
+            module__n_continuous=n_continuous,
+            module__n_classes=len(self.classes_),
+            module__hidden_sizes=tuple(self.hidden_sizes),
+            module__activation=self.activation,
+            module__dropout=self.dropout,
+            module__normalization=self.normalization,
+            module__category_cardinalities=cardinalities,
+            criterion=DualHeadLoss,
+            criterion__main_loss=loss.main_loss,
+            criterion__aux_loss=loss.aux_loss,
+            criterion__weights=loss.weights,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=batch_size,
+            iterator_train=TensorBatches,
+            iterator_train__shuffle=True,
+            iterator_valid=TensorBatches,
+            train_split=predefined_split(valid_dataset) if valid_dataset is not None else None,
+            callbacks=callbacks,
+            predict_head=self.predict_head,
+            device=self.device_,
+            verbose=self.verbose,
+        )
+
+    # -------------------------------------------------------------- predict
+
+    def _log_proba(self, X):
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        if self.preprocessor_ is not None:
+            X = self.preprocessor_.transform(X)
+        features = torch.from_numpy(self._as_float32(X))
+        with _torch_threads(self.n_threads):
+            main_logits, aux_logits = self.net_.predict_logits(features)
+        return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+        """
+        return self._log_proba(X)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities (float64, rows summing to one), columns in the
+            order of ``classes_``.
+        """
+        proba = np.exp(self._log_proba(X))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def decision_function(self, X):
+        """Confidence scores: log-odds for two classes, log-probabilities else.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For binary problems the log-odds of ``classes_[1]``, which ranks
+            samples exactly as ``predict_proba[:, 1]`` does.
+        """
+        log_proba = self._log_proba(X)
+        if log_proba.shape[1] == 2:
+            return log_proba[:, 1] - log_proba[:, 0]
+        return log_proba
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels from ``classes_``.
+        """
+        log_proba = self._log_proba(X)
+        return self.classes_[np.argmax(log_proba, axis=1)]

@@ -1,0 +1,320 @@
+"""DualHeadClassifier end to end: fitting, predicting, searching, persisting."""
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sk_dualhead import DualHeadClassifier, __version__
+
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def binary():
+    return make_classification(
+        n_samples=300, n_features=6, n_informative=4, random_state=0
+    )
+
+
+@pytest.fixture(scope="module")
+def three_class():
+    return make_classification(
+        n_samples=300,
+        n_features=6,
+        n_informative=4,
+        n_classes=3,
+        n_clusters_per_class=1,
+        random_state=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(binary):
+    X, y = binary
+    return DualHeadClassifier(**FAST).fit(X, y)
+
+
+def test_version():
+    assert __version__.count(".") == 2
+
+
+def test_fitted_attributes(fitted, binary):
+    X, y = binary
+    assert fitted.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(fitted.classes_, [0, 1])
+    assert fitted.n_epochs_ == len(fitted.history_) >= 1
+    assert 1 <= fitted.best_epoch_ <= fitted.n_epochs_
+    assert fitted.device_ == "cpu"
+    assert isinstance(fitted.net_.module_, torch.nn.Module)
+    assert fitted.score(X, y) > 0.8
+
+
+def test_history_records_each_loss_term(fitted):
+    expected = {
+        f"{prefix}_{term}"
+        for prefix in ("train", "valid")
+        for term in ("loss", "main_loss", "aux_loss", "consistency_loss")
+    } | {"valid_log_loss", "dur"}
+    for row in fitted.history_:
+        assert expected <= set(row)
+        total = 0.7 * row["train_main_loss"] + 0.25 * row["train_aux_loss"]
+        total += 0.05 * row["train_consistency_loss"]
+        assert row["train_loss"] == pytest.approx(total, rel=1e-5)
+    curve = fitted.history_[:, "train_main_loss"]
+    assert curve[-1] < curve[0]
+
+
+def test_predict_proba_contract(fitted, binary):
+    X, _ = binary
+    proba = fitted.predict_proba(X)
+    assert proba.dtype == np.float64 and proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.log(proba), fitted.predict_log_proba(X), atol=1e-10)
+    np.testing.assert_array_equal(
+        fitted.predict(X), fitted.classes_[proba.argmax(axis=1)]
+    )
+    scores = fitted.decision_function(X)
+    np.testing.assert_allclose(scores, np.log(proba[:, 1] / proba[:, 0]), atol=1e-8)
+
+
+@pytest.mark.parametrize("head", ["main", "aux", "mean"])
+def test_predict_head(binary, head):
+    X, y = binary
+    clf = DualHeadClassifier(predict_head=head, **FAST).fit(X, y)
+    main, aux = clf.net_.predict_logits(
+        torch.from_numpy(clf.preprocessor_.transform(X))
+    )
+    expected = {
+        "main": torch.softmax(main, 1),
+        "aux": torch.softmax(aux, 1),
+        "mean": (torch.softmax(main, 1) + torch.softmax(aux, 1)) / 2,
+    }[head]
+    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=1e-10)
+
+
+def test_three_classes_and_string_labels(three_class):
+    X, y = three_class
+    labels = np.array(["low", "mid", "high"])[y]
+    clf = DualHeadClassifier(**FAST).fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, ["high", "low", "mid"])
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    assert set(clf.predict(X)) <= set(labels)
+    assert clf.decision_function(X).shape == (len(X), 3)
+    assert clf.score(X, labels) > 0.7
+
+
+def test_bool_labels(binary):
+    X, y = binary
+    clf = DualHeadClassifier(**FAST).fit(X, y.astype(bool))
+    np.testing.assert_array_equal(clf.classes_, [False, True])
+    assert clf.predict(X).dtype == bool
+
+
+def test_same_random_state_same_probabilities(binary):
+    X, y = binary
+    first = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)
+    second = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+    other = DualHeadClassifier(**{**FAST, "random_state": 1}).fit(X, y)
+    assert not np.array_equal(first, other.predict_proba(X))
+
+
+def test_fit_leaves_global_torch_rng_alone(binary):
+    X, y = binary
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DualHeadClassifier(**FAST).fit(X, y)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_without_early_stopping_trains_max_epochs_on_all_rows(binary):
+    X, y = binary
+    clf = DualHeadClassifier(early_stopping=False, **FAST).fit(X, y)
+    assert clf.n_epochs_ == clf.best_epoch_ == FAST["max_epochs"]
+    assert "valid_log_loss" not in clf.history_[-1]
+    # "auto" batches: 300 // 8 = 37 rows, so 8 full batches and one of 4.
+    assert clf.history_[-1, "train_batch_count"] == 9
+
+
+def test_early_stopping_restores_best_epoch(binary):
+    X, y = binary
+    clf = DualHeadClassifier(
+        hidden_sizes=(64, 64), lr=0.05, max_epochs=200, n_iter_no_change=3,
+        random_state=0,
+    ).fit(X, y)
+    losses = clf.history_[:, "valid_log_loss"]
+    assert clf.n_epochs_ < 200, "the overfitting net should stop early"
+    assert clf.best_epoch_ == int(np.argmin(losses)) + 1
+    assert clf.n_epochs_ - clf.best_epoch_ == 3
+    stopper = dict(clf.net_.callbacks_)["early_stopping"]
+    for name, value in clf.net_.module_.state_dict().items():
+        torch.testing.assert_close(value, stopper.best_model_weights_[name])
+
+
+def test_monitored_loss_is_the_log_loss_of_predict_proba(binary, monkeypatch):
+    import sk_dualhead.estimator as estimator_module
+
+    held_out = []
+    real_split = estimator_module.predefined_split
+
+    def capture(dataset):
+        held_out.append(dataset)
+        return real_split(dataset)
+
+    monkeypatch.setattr(estimator_module, "predefined_split", capture)
+    X, y = binary
+    clf = DualHeadClassifier(predict_head="mean", **FAST).fit(X, y)
+    (valid,) = held_out
+    main, aux = clf.net_.predict_logits(valid.X)
+    proba = (torch.softmax(main, 1) + torch.softmax(aux, 1)).numpy() / 2
+    expected = log_loss(valid.y.numpy(), proba, sample_weight=valid.sample_weight.numpy())
+    best = clf.history_[clf.best_epoch_ - 1, "valid_log_loss"]
+    assert best == pytest.approx(expected, rel=1e-5)
+    assert best == pytest.approx(min(clf.history_[:, "valid_log_loss"]))
+
+
+def test_fitted_model_carries_no_training_rows(fitted):
+    assert fitted.net_.train_split is None
+
+
+@pytest.mark.parametrize("n_per_class", [1, 2, 3])
+def test_tiny_data_still_fits(n_per_class):
+    X = np.arange(n_per_class * 2 * 2, dtype=float).reshape(-1, 2)
+    y = np.repeat([0, 1], n_per_class)
+    clf = DualHeadClassifier(**FAST).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+
+
+def test_sample_weight_and_class_weight_shift_the_decision(binary):
+    X, y = binary
+    base = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)[:, 1].mean()
+    weights = np.where(y == 1, 5.0, 1.0)
+    by_sample = DualHeadClassifier(**FAST).fit(X, y, sample_weight=weights)
+    by_class = DualHeadClassifier(class_weight={0: 1.0, 1: 5.0}, **FAST).fit(X, y)
+    assert by_sample.predict_proba(X)[:, 1].mean() > base + 0.05
+    np.testing.assert_allclose(
+        by_class.predict_proba(X), by_sample.predict_proba(X), rtol=1e-5
+    )
+
+
+def test_balanced_class_weight(binary):
+    X, y = binary
+    keep = (y == 0) | (np.arange(len(y)) % 5 == 0)
+    X, y = X[keep], y[keep]
+    plain = DualHeadClassifier(**FAST).fit(X, y)
+    balanced = DualHeadClassifier(class_weight="balanced", **FAST).fit(X, y)
+    assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean()
+
+
+def test_unknown_strategy_lists_valid_ones(binary):
+    X, y = binary
+    with pytest.raises(ValueError, match="balanced"):
+        DualHeadClassifier("nonsense").fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"hidden_sizes": (16, 0)}, "hidden_sizes"),
+        ({"loss_weights": (1.0, 0.5)}, "loss_weights"),
+        ({"loss_weights": (-1.0, 0.5, 0.1)}, "loss_weights"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:99"}, "device"),
+        ({"predict_head": "both"}, "predict_head"),
+    ],
+)
+def test_invalid_hyperparameters(binary, params, match):
+    X, y = binary
+    if params.get("device") == "cuda:99" and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    with pytest.raises(ValueError, match=match):
+        DualHeadClassifier(**params).fit(X, y)
+
+
+def test_device_auto_resolves(binary):
+    X, y = binary
+    clf = DualHeadClassifier(device="auto", **FAST).fit(X, y)
+    expected = "cuda" if torch.cuda.is_available() else clf.device_
+    assert clf.device_ == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_predicts_on_cpu_after_unpickling(binary, monkeypatch):
+    X, y = binary
+    clf = DualHeadClassifier(device="cuda", **FAST).fit(X, y)
+    expected = clf.predict_proba(X)
+    payload = pickle.dumps(clf)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA"):
+        restored = pickle.loads(payload)
+    np.testing.assert_allclose(restored.predict_proba(X), expected, atol=1e-5)
+
+
+def test_dataframe_feature_names(binary):
+    X, y = binary
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    clf = DualHeadClassifier(**FAST).fit(frame, y)
+    np.testing.assert_array_equal(clf.feature_names_in_, frame.columns)
+    np.testing.assert_allclose(clf.predict_proba(frame), clf.predict_proba(X))
+
+
+def test_clone_keeps_params_not_state(fitted):
+    twin = clone(fitted)
+    assert twin.get_params() == fitted.get_params()
+    assert not hasattr(twin, "net_")
+
+
+@pytest.mark.parametrize("dump, load", [
+    (pickle.dumps, pickle.loads),
+    (lambda m: _joblib_bytes(m), lambda b: joblib.load(io.BytesIO(b))),
+])
+def test_persistence_round_trip(fitted, binary, dump, load):
+    X, _ = binary
+    restored = load(dump(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+
+
+def _joblib_bytes(model):
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def test_cross_validate(binary):
+    X, y = binary
+    scores = cross_validate(
+        DualHeadClassifier(**FAST), X, y, cv=3, scoring=["roc_auc", "neg_log_loss"]
+    )
+    assert np.all(scores["test_roc_auc"] > 0.8)
+
+
+def test_grid_search_over_strategy_and_weights_in_pipeline(three_class):
+    X, y = three_class
+    pipeline = make_pipeline(StandardScaler(), DualHeadClassifier(**FAST))
+    search = GridSearchCV(
+        pipeline,
+        {
+            "dualheadclassifier__strategy": ["balanced"],
+            "dualheadclassifier__loss_weights": [None, (0.5, 0.5, 0.0)],
+            "dualheadclassifier__gamma": [None, 0.0],
+        },
+        cv=StratifiedKFold(3),
+        scoring="neg_log_loss",
+        n_jobs=2,
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.predict_proba(X).shape == (len(X), 3)
