@@ -95,7 +95,7 @@ def focal_loss(
     >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     >>> target = torch.tensor([0, 0])
     >>> focal_loss(logits, target, gamma=2.0, reduction="none")
-    tensor([0.0018, 1.6940])
+    tensor([0.0018, 1.6501])
     """
     log_p = F.log_softmax(logits, dim=1)
     # 1 - p computed as -expm1(log p) keeps precision when p is close to 1.
