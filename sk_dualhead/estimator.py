@@ -272,6 +272,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     device_ : str
         The device the model was trained on.
 
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
+    sklearn.ensemble.HistGradientBoostingClassifier : Gradient boosted trees.
+
     Notes
     -----
     A failing ``fit`` (bad input, diverged training, Ctrl-C before the first
@@ -283,11 +288,6 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     package version is saved with a pickled model, and loading it under
     another version warns. No file is written during ``fit``: early stopping
     keeps the best weights in memory.
-
-    See Also
-    --------
-    sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
-    sklearn.ensemble.HistGradientBoostingClassifier : Gradient boosted trees.
 
     Examples
     --------

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -535,3 +537,96 @@ def test_predict_proba_from_many_threads(frame_model):
         results = list(pool.map(frame_model.predict_proba, frames))
     for result, reference in zip(results, expected):
         np.testing.assert_array_equal(result, reference)
+
+
+# ------------------------------------------------------------ property-based
+
+_LABELS = {
+    "int": [0, 1, 2],
+    "str": ["no", "yes", "maybe"],
+    "bool": [False, True],
+    "object with None": ["no", "yes", None],
+}
+_OBJECTS = [1, "a", 2.5, None, True, "b", np.nan]
+_floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@st.composite
+def _column(draw, n_rows):
+    kind = draw(st.sampled_from(["float", "int", "bool", "category", "object", "string"]))
+    if kind == "float":
+        return np.array(draw(st.lists(_floats, min_size=n_rows, max_size=n_rows)))
+    if kind == "int":
+        values = st.integers(-(10**12), 10**12)
+        return np.array(draw(st.lists(values, min_size=n_rows, max_size=n_rows)), dtype=np.int64)
+    if kind == "bool":
+        return np.array(draw(st.lists(st.booleans(), min_size=n_rows, max_size=n_rows)))
+    levels = st.sampled_from(["a", "b", "c", None])
+    values = draw(st.lists(levels, min_size=n_rows, max_size=n_rows))
+    if kind == "category":
+        return pd.Categorical(values)
+    if kind == "string":
+        return pd.array(values, dtype="string")
+    objects = st.sampled_from(_OBJECTS)
+    return np.array(draw(st.lists(objects, min_size=n_rows, max_size=n_rows)), dtype=object)
+
+
+@st.composite
+def _tables(draw):
+    n_rows = draw(st.integers(0, 12))
+    n_columns = draw(st.integers(1, 4))
+    X = pd.DataFrame(
+        {f"c{j}": draw(_column(n_rows)) for j in range(n_columns)}, index=range(n_rows)
+    )
+    labels = _LABELS[draw(st.sampled_from(sorted(_LABELS)))]
+    y = np.array(draw(st.lists(st.sampled_from(labels), min_size=n_rows, max_size=n_rows)))
+    if None in labels:
+        y = y.astype(object)
+    return X, y
+
+
+def _assert_clear_error_or_valid_proba(X_fit, y_fit, **params):
+    clf = DualHeadClassifier(**{**TINY, **params})
+    try:
+        with warnings.catch_warnings():
+            # Dropped constant columns and the like are reported as warnings.
+            warnings.simplefilter("ignore", UserWarning)
+            clf.fit(X_fit, y_fit)
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        assert message and not re.search("tensor|torch", message, flags=re.I), message
+        # Shown by --hypothesis-show-statistics: which errors the tables hit.
+        event(f"{type(exc).__name__}: {message[:40]}")
+        return
+    event("valid probabilities")
+    proba = clf.predict_proba(X_fit)
+    assert_valid_proba(proba, len(X_fit), len(clf.classes_))
+
+
+_PROPERTY_SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@_PROPERTY_SETTINGS
+@given(table=_tables())
+def test_random_tables_give_a_clear_error_or_valid_probabilities(table):
+    _assert_clear_error_or_valid_proba(*table)
+
+
+@_PROPERTY_SETTINGS
+@given(
+    shape=st.tuples(st.integers(0, 12), st.integers(1, 4)),
+    data=st.data(),
+    preprocessing=st.sampled_from(["auto", None]),
+)
+def test_random_arrays_give_a_clear_error_or_valid_probabilities(shape, data, preprocessing):
+    n_rows, n_columns = shape
+    values = data.draw(st.lists(_floats, min_size=n_rows * n_columns, max_size=n_rows * n_columns))
+    X_fit = np.array(values, dtype=float).reshape(n_rows, n_columns)
+    y_fit = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n_rows, max_size=n_rows)))
+    _assert_clear_error_or_valid_proba(X_fit, y_fit, preprocessing=preprocessing)
