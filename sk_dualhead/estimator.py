@@ -568,9 +568,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 "Input y contains NaN or None; remove or label those samples."
             )
         if y.dtype.kind == "f" and np.isinf(y).any():
-            raise ValueError(
-                "Input y contains infinity; class labels must be finite."
-            )
+            raise ValueError("Input y contains infinity; class labels must be finite.")
         check_classification_targets(y)
         return X, y
 
@@ -594,9 +592,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         encoded = encoder.fit_transform(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
+            (only,) = self.classes_.tolist()
             raise ValueError(
-                "The training data contain 1 class; a classifier needs "
-                f"samples of at least 2 classes, got only {self.classes_[:1].tolist()[0]!r}."
+                f"The training data ({len(y)} sample(s)) contain 1 class; a "
+                "classifier needs samples of at least 2 classes, got only "
+                f"{only!r}."
             )
         return encoded.astype(np.int64)
 

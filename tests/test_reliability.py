@@ -64,77 +64,163 @@ FIT_ERRORS = {
     "empty array": (X[:0], y[:0], {}, {}, ValueError, r"0 sample\(s\)"),
     "empty DataFrame": (FRAME.iloc[:0], y[:0], {}, {}, ValueError, r"0 sample\(s\)"),
     "no feature": (X[:, :0], y, {}, {}, ValueError, r"0 feature\(s\)"),
-    "one sample": (X[:1], y[:1], {}, {}, ValueError, "contain 1 class.*got only 0"),
+    "one sample": (
+        X[:1],
+        y[:1],
+        {},
+        {},
+        ValueError,
+        r"\(1 sample\(s\)\) contain 1 class.*got only 0",
+    ),
     "one class": (X, np.zeros(40), {}, {}, ValueError, "1 class"),
     "y is None": (X, None, {}, {}, ValueError, "requires y"),
     "inf in X (array)": (
-        np.where(X > 2, np.inf, X), y, {}, {}, ValueError, "X contains infinity"
+        np.where(X > 2, np.inf, X),
+        y,
+        {},
+        {},
+        ValueError,
+        "X contains infinity",
     ),
     "inf in X (DataFrame)": (
-        _with(FRAME, bmi=np.inf), y, {}, {}, ValueError, "infinity in column.*'bmi'"
+        _with(FRAME, bmi=np.inf),
+        y,
+        {},
+        {},
+        ValueError,
+        "infinity in column.*'bmi'",
     ),
     "NaN in X, preprocessing=None": (
-        np.where(X > 2, np.nan, X), y, {}, {"preprocessing": None}, ValueError,
+        np.where(X > 2, np.nan, X),
+        y,
+        {},
+        {"preprocessing": None},
+        ValueError,
         "X contains NaN",
     ),
-    "NaN in y": (X, np.where(y == 1, np.nan, 0.0), {}, {}, ValueError, "y contains NaN"),
+    "NaN in y": (
+        X,
+        np.where(y == 1, np.nan, 0.0),
+        {},
+        {},
+        ValueError,
+        "y contains NaN",
+    ),
     "None in y": (
-        X, np.array([None, *y[1:]], dtype=object), {}, {}, ValueError,
+        X,
+        np.array([None, *y[1:]], dtype=object),
+        {},
+        {},
+        ValueError,
         "y contains NaN or None",
     ),
     "inf in y": (X, np.r_[np.inf, y[1:]], {}, {}, ValueError, "y contains infinity"),
     "continuous y": (X, X[:, 0], {}, {}, ValueError, "Unknown label type: continuous"),
     "2-D y": (X, np.c_[y, y], {}, {}, ValueError, r"1d array.*shape \(40, 2\)"),
     "X and y lengths differ": (
-        X, y[:-1], {}, {}, ValueError, "X has 40 samples but y has 39"
+        X,
+        y[:-1],
+        {},
+        {},
+        ValueError,
+        "X has 40 samples but y has 39",
     ),
     "sample_weight length differs": (
-        X, y, {"sample_weight": np.ones(39)}, {}, ValueError,
+        X,
+        y,
+        {"sample_weight": np.ones(39)},
+        {},
+        ValueError,
         r"sample_weight.shape == \(39,\), expected \(40,\)",
     ),
     "negative sample_weight": (
-        X, y, {"sample_weight": np.r_[-1.0, np.ones(39)]}, {}, ValueError,
+        X,
+        y,
+        {"sample_weight": np.r_[-1.0, np.ones(39)]},
+        {},
+        ValueError,
         "Negative values.*sample_weight",
     ),
     "all-zero sample_weight": (
-        X, y, {"sample_weight": np.zeros(40)}, {}, ValueError,
+        X,
+        y,
+        {"sample_weight": np.zeros(40)},
+        {},
+        ValueError,
         "Sample weights must contain at least one non-zero",
     ),
     "NaN in sample_weight": (
-        X, y, {"sample_weight": np.r_[np.nan, np.ones(39)]}, {}, ValueError,
+        X,
+        y,
+        {"sample_weight": np.r_[np.nan, np.ones(39)]},
+        {},
+        ValueError,
         "sample_weight contains NaN",
     ),
     "weight on one class only": (
-        X, y, {"sample_weight": (y == 1).astype(float)}, {}, ValueError,
+        X,
+        y,
+        {"sample_weight": (y == 1).astype(float)},
+        {},
+        ValueError,
         "Only one class has positive sample_weight",
     ),
     "3-D X": (X.reshape(40, 3, 1), y, {}, {}, ValueError, "dim 3"),
     "complex X (array)": (X + 1j, y, {}, {}, ValueError, "Complex data.*complex128"),
     "complex X (DataFrame)": (
-        _with(FRAME, bmi=FRAME.bmi + 1j), y, {}, {}, ValueError,
+        _with(FRAME, bmi=FRAME.bmi + 1j),
+        y,
+        {},
+        {},
+        ValueError,
         "Complex data.*'bmi'",
     ),
     "strings in an object array": (
-        np.array([[1.0, "a"]] * 40, dtype=object), y, {}, {}, ValueError,
+        np.array([[1.0, "a"]] * 40, dtype=object),
+        y,
+        {},
+        {},
+        ValueError,
         "object array.*'a'.*DataFrame",
     ),
     "string column, preprocessing=None": (
-        _with(FRAME, bmi="high"), y, {}, {"preprocessing": None}, ValueError,
+        _with(FRAME, bmi="high"),
+        y,
+        {},
+        {"preprocessing": None},
+        ValueError,
         "'bmi' of X are not numeric.*preprocessing='auto'",
     ),
     "datetime column": (
-        _with(FRAME, dose=pd.Timestamp("2020-01-01")), y, {}, {}, TypeError,
+        _with(FRAME, dose=pd.Timestamp("2020-01-01")),
+        y,
+        {},
+        {},
+        TypeError,
         "'dose' has unsupported dtype",
     ),
     "duplicate column names": (
-        FRAME.set_axis(["age", "age", "dose"], axis=1), y, {}, {}, ValueError,
+        FRAME.set_axis(["age", "age", "dose"], axis=1),
+        y,
+        {},
+        {},
+        ValueError,
         "duplicate column names: 'age'",
     ),
     "only constant columns": (
-        np.ones((40, 3)), y, {}, {}, ValueError, "No usable feature remains"
+        np.ones((40, 3)),
+        y,
+        {},
+        {},
+        ValueError,
+        "No usable feature remains",
     ),
     "1e300, preprocessing=None": (
-        X * 1e300, y, {}, {"preprocessing": None}, ValueError,
+        X * 1e300,
+        y,
+        {},
+        {"preprocessing": None},
+        ValueError,
         "too large for float32.*preprocessing='auto'",
     ),
 }
@@ -145,7 +231,9 @@ FIT_ERRORS = {
     list(FIT_ERRORS.values()),
     ids=list(FIT_ERRORS),
 )
-def test_bad_fit_input_gets_a_clear_error(X_bad, y_bad, fit_kwargs, params, error, match):
+def test_bad_fit_input_gets_a_clear_error(
+    X_bad, y_bad, fit_kwargs, params, error, match
+):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         with pytest.raises(error) as excinfo:
@@ -199,54 +287,95 @@ def raw_model():
 
 # (fitted model fixture, X at predict time, exception, message)
 PREDICT_ERRORS = {
-    "missing column": ("frame_model", FRAME[["age", "bmi"]], ValueError, "missing:\n- dose"),
+    "missing column": (
+        "frame_model",
+        FRAME[["age", "bmi"]],
+        ValueError,
+        "missing:\n- dose",
+    ),
     "extra column": (
-        "frame_model", _with(FRAME, extra=1.0), ValueError, "unseen at fit time:\n- extra"
+        "frame_model",
+        _with(FRAME, extra=1.0),
+        ValueError,
+        "unseen at fit time:\n- extra",
     ),
     "renamed column": (
-        "frame_model", FRAME.rename(columns={"bmi": "weight"}), ValueError,
+        "frame_model",
+        FRAME.rename(columns={"bmi": "weight"}),
+        ValueError,
         "unseen at fit time:\n- weight.*missing:\n- bmi",
     ),
     "reordered columns": (
-        "frame_model", FRAME[["bmi", "age", "dose"]], ValueError, "same order"
+        "frame_model",
+        FRAME[["bmi", "age", "dose"]],
+        ValueError,
+        "same order",
     ),
     "duplicate column names": (
-        "frame_model", FRAME.set_axis(["age", "bmi", "bmi"], axis=1), ValueError,
+        "frame_model",
+        FRAME.set_axis(["age", "bmi", "bmi"], axis=1),
+        ValueError,
         "duplicate column names: 'bmi'",
     ),
     "numeric column now strings": (
-        "frame_model", _with(FRAME, bmi="high"), TypeError,
+        "frame_model",
+        _with(FRAME, bmi="high"),
+        TypeError,
         "'bmi'.* numeric during fit but are not numeric now",
     ),
     "inf in X (DataFrame)": (
-        "frame_model", _with(FRAME, dose=-np.inf), ValueError, "infinity in column.*'dose'"
+        "frame_model",
+        _with(FRAME, dose=-np.inf),
+        ValueError,
+        "infinity in column.*'dose'",
     ),
     "empty DataFrame": ("frame_model", FRAME.iloc[:0], ValueError, r"0 sample\(s\)"),
     "wrong number of features": (
-        "array_model", X[:, :2], ValueError,
+        "array_model",
+        X[:, :2],
+        ValueError,
         "X has 2 features, but DualHeadClassifier is expecting 3",
     ),
     "empty array": ("array_model", X[:0], ValueError, r"0 sample\(s\)"),
     "1-D X": ("array_model", X[0], ValueError, "Expected 2D array, got 1D array"),
     "3-D X": ("array_model", X.reshape(40, 3, 1), ValueError, "dim 3"),
-    "inf in X (array)": ("array_model", np.full((2, 3), np.inf), ValueError, "infinity"),
+    "inf in X (array)": (
+        "array_model",
+        np.full((2, 3), np.inf),
+        ValueError,
+        "infinity",
+    ),
     "complex X": ("array_model", X + 0j, ValueError, "Complex data"),
     "strings in an object array": (
-        "array_model", np.array([[1.0, 2.0, "a"]], dtype=object), ValueError,
+        "array_model",
+        np.array([[1.0, 2.0, "a"]], dtype=object),
+        ValueError,
         "object array.*'a'",
     ),
-    "NaN, preprocessing=None": ("raw_model", np.full((2, 3), np.nan), ValueError, "NaN"),
+    "NaN, preprocessing=None": (
+        "raw_model",
+        np.full((2, 3), np.nan),
+        ValueError,
+        "NaN",
+    ),
     "1e300, preprocessing=None": (
-        "raw_model", X * 1e300, ValueError, "too large for float32"
+        "raw_model",
+        X * 1e300,
+        ValueError,
+        "too large for float32",
     ),
 }
 
 
 @pytest.mark.parametrize("method", PREDICT_METHODS)
 @pytest.mark.parametrize(
-    "model, X_bad, error, match", list(PREDICT_ERRORS.values()), ids=list(PREDICT_ERRORS)
+    "model, X_bad, error, match",
+    list(PREDICT_ERRORS.values()),
+    ids=list(PREDICT_ERRORS),
 )
-def test_bad_predict_input_gets_a_clear_error(request, method, model, X_bad, error, match):
+def test_bad_predict_input_gets_a_clear_error(
+    request, method, model, X_bad, error, match
+):
     model = request.getfixturevalue(model)
     with pytest.raises(error) as excinfo:
         getattr(model, method)(X_bad)
@@ -254,39 +383,57 @@ def test_bad_predict_input_gets_a_clear_error(request, method, model, X_bad, err
 
 
 def _mixed_frame(n=40):
-    return pd.DataFrame({
-        "age": np.linspace(20, 80, n),
-        "sex": pd.Categorical(np.array(["f", "m"])[np.arange(n) % 2]),
-        "smoker": (np.arange(n) % 3 == 0),
-        "site": np.array(["a", "b", "c", "d"])[np.arange(n) % 4],
-        "mixed": np.array([1, "a", 2.5, None, True], dtype=object)[np.arange(n) % 5],
-    })
+    return pd.DataFrame(
+        {
+            "age": np.linspace(20, 80, n),
+            "sex": pd.Categorical(np.array(["f", "m"])[np.arange(n) % 2]),
+            "smoker": (np.arange(n) % 3 == 0),
+            "site": np.array(["a", "b", "c", "d"])[np.arange(n) % 4],
+            "mixed": np.array([1, "a", 2.5, None, True], dtype=object)[
+                np.arange(n) % 5
+            ],
+        }
+    )
 
 
 # (fit X, fit y, predict X, estimator parameters); each gives valid probabilities.
 HANDLED = {
     "sparse X (densified)": (sp.csr_matrix(X), y, sp.csr_matrix(X), {}),
     "sparse X, preprocessing=None": (
-        sp.csr_matrix(X), y, sp.csc_matrix(X), {"preprocessing": None}
+        sp.csr_matrix(X),
+        y,
+        sp.csc_matrix(X),
+        {"preprocessing": None},
     ),
     "NaN in X": (np.where(X > 1, np.nan, X), y, np.full((3, 3), np.nan), {}),
     "1e300 in X": (X * 1e300, y, X * -1e300, {}),
     "1e-300 in X": (X * 1e-300, y, X * 1e-300, {}),
     "mixed dtypes and an object column mixing types": (
-        _mixed_frame(), y, _mixed_frame(), {}
+        _mixed_frame(),
+        y,
+        _mixed_frame(),
+        {},
     ),
     "unseen categories": (
-        _mixed_frame(), y, _mixed_frame().assign(site="zzz", mixed=object()), {}
+        _mixed_frame(),
+        y,
+        _mixed_frame().assign(site="zzz", mixed=object()),
+        {},
     ),
     "column all missing at predict": (
-        _mixed_frame(), y, _mixed_frame().assign(age=np.nan, sex=None), {}
+        _mixed_frame(),
+        y,
+        _mixed_frame().assign(age=np.nan, sex=None),
+        {},
     ),
     "array at predict after a DataFrame fit": (FRAME, y, X, {}),
     "y of shape (n, 1)": (X, y[:, None], X, {}),
     "one sample per class": (X[:2], y[:2], X, {}),
     "bool columns, preprocessing=None": (
-        _with(FRAME, flag=np.arange(40) % 2 == 0), y,
-        _with(FRAME, flag=True), {"preprocessing": None},
+        _with(FRAME, flag=np.arange(40) % 2 == 0),
+        y,
+        _with(FRAME, flag=True),
+        {"preprocessing": None},
     ),
 }
 
@@ -336,18 +483,29 @@ def _interrupt_at_epoch(monkeypatch, epoch):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 @pytest.mark.parametrize("early_stopping", [True, False])
-def test_diverged_training_names_the_epoch_and_a_remedy(monkeypatch, value, early_stopping):
+def test_diverged_training_names_the_epoch_and_a_remedy(
+    monkeypatch, value, early_stopping
+):
     _poison_weights_at_epoch(monkeypatch, 3, value)
-    clf = DualHeadClassifier(**{**TINY, "max_epochs": 10, "lr": 0.5},
-                             early_stopping=early_stopping)
+    clf = DualHeadClassifier(
+        **{**TINY, "max_epochs": 10, "lr": 0.5}, early_stopping=early_stopping
+    )
     with pytest.raises(ValueError) as excinfo:
         clf.fit(X, y)
     assert_clear_error(
-        excinfo, r"Training diverged: the train_\w+ is (nan|inf) at epoch 3\. "
-        r"Lower the learning rate \(lr=0\.5\).*max_grad_norm"
+        excinfo,
+        r"Training diverged: the train_\w+ is (nan|inf) at epoch 3\. "
+        r"Lower the learning rate \(lr=0\.5\).*max_grad_norm",
     )
     with pytest.raises(NotFittedError):
         check_is_fitted(clf)
+
+
+def test_a_too_large_learning_rate_is_reported_not_hidden():
+    clf = DualHeadClassifier(**{**TINY, "max_epochs": 30}, lr=1e6, early_stopping=False)
+    with pytest.raises(ValueError) as excinfo:
+        clf.fit(X, y)
+    assert_clear_error(excinfo, r"Training diverged: .* at epoch \d+\. .*lr=1000000\.0")
 
 
 def _fitted_state(clf):
@@ -391,9 +549,11 @@ def test_max_grad_norm_clips_every_step(monkeypatch):
         # skorch computes (and clips) the gradients inside the closure.
         loss = closure()
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-        norms.append(torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(g) for g in grads])
-        ).item())
+        norms.append(
+            torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads])
+            ).item()
+        )
         original_step(optimizer)
         return loss
 
@@ -430,10 +590,12 @@ def test_every_loss_is_finite_for_extreme_logits(strategy, scale):
 
 def test_ctrl_c_keeps_the_best_epoch_so_far_with_a_warning(monkeypatch):
     _interrupt_at_epoch(monkeypatch, 6)
-    clf = DualHeadClassifier(**{**TINY, "max_epochs": 30, "lr": 0.05},
-                             n_iter_no_change=50)
-    with pytest.warns(UserWarning, match=r"interrupted.*after 5 complete epoch.*"
-                      r"best epoch so far"):
+    clf = DualHeadClassifier(
+        **{**TINY, "max_epochs": 30, "lr": 0.05}, n_iter_no_change=50
+    )
+    with pytest.warns(
+        UserWarning, match=r"interrupted.*after 5 complete epoch.*" r"best epoch so far"
+    ):
         clf.fit(X, y)
     assert clf.n_epochs_ == len(clf.history_) == 5
     losses = clf.history_[:, "valid_log_loss"]
@@ -457,7 +619,10 @@ def test_early_stopping_is_not_taken_for_ctrl_c():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clf = DualHeadClassifier(
-            hidden_sizes=(32,), lr=0.1, max_epochs=200, n_iter_no_change=2,
+            hidden_sizes=(32,),
+            lr=0.1,
+            max_epochs=200,
+            n_iter_no_change=2,
             random_state=0,
         ).fit(X, y)
     assert clf.n_epochs_ < 200
@@ -484,7 +649,8 @@ def _joblib_round_trip(model):
 
 
 @pytest.mark.parametrize(
-    "round_trip", [lambda m: pickle.loads(pickle.dumps(m)), _joblib_round_trip],
+    "round_trip",
+    [lambda m: pickle.loads(pickle.dumps(m)), _joblib_round_trip],
     ids=["pickle", "joblib"],
 )
 def test_round_trip_is_silent_and_identical(frame_model, round_trip):
@@ -553,12 +719,16 @@ _floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 @st.composite
 def _column(draw, n_rows):
-    kind = draw(st.sampled_from(["float", "int", "bool", "category", "object", "string"]))
+    kind = draw(
+        st.sampled_from(["float", "int", "bool", "category", "object", "string"])
+    )
     if kind == "float":
         return np.array(draw(st.lists(_floats, min_size=n_rows, max_size=n_rows)))
     if kind == "int":
         values = st.integers(-(10**12), 10**12)
-        return np.array(draw(st.lists(values, min_size=n_rows, max_size=n_rows)), dtype=np.int64)
+        return np.array(
+            draw(st.lists(values, min_size=n_rows, max_size=n_rows)), dtype=np.int64
+        )
     if kind == "bool":
         return np.array(draw(st.lists(st.booleans(), min_size=n_rows, max_size=n_rows)))
     levels = st.sampled_from(["a", "b", "c", None])
@@ -568,7 +738,9 @@ def _column(draw, n_rows):
     if kind == "string":
         return pd.array(values, dtype="string")
     objects = st.sampled_from(_OBJECTS)
-    return np.array(draw(st.lists(objects, min_size=n_rows, max_size=n_rows)), dtype=object)
+    return np.array(
+        draw(st.lists(objects, min_size=n_rows, max_size=n_rows)), dtype=object
+    )
 
 
 @st.composite
@@ -579,7 +751,9 @@ def _tables(draw):
         {f"c{j}": draw(_column(n_rows)) for j in range(n_columns)}, index=range(n_rows)
     )
     labels = _LABELS[draw(st.sampled_from(sorted(_LABELS)))]
-    y = np.array(draw(st.lists(st.sampled_from(labels), min_size=n_rows, max_size=n_rows)))
+    y = np.array(
+        draw(st.lists(st.sampled_from(labels), min_size=n_rows, max_size=n_rows))
+    )
     if None in labels:
         y = y.astype(object)
     return X, y
@@ -624,9 +798,15 @@ def test_random_tables_give_a_clear_error_or_valid_probabilities(table):
     data=st.data(),
     preprocessing=st.sampled_from(["auto", None]),
 )
-def test_random_arrays_give_a_clear_error_or_valid_probabilities(shape, data, preprocessing):
+def test_random_arrays_give_a_clear_error_or_valid_probabilities(
+    shape, data, preprocessing
+):
     n_rows, n_columns = shape
-    values = data.draw(st.lists(_floats, min_size=n_rows * n_columns, max_size=n_rows * n_columns))
+    values = data.draw(
+        st.lists(_floats, min_size=n_rows * n_columns, max_size=n_rows * n_columns)
+    )
     X_fit = np.array(values, dtype=float).reshape(n_rows, n_columns)
-    y_fit = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n_rows, max_size=n_rows)))
+    y_fit = np.array(
+        data.draw(st.lists(st.integers(0, 2), min_size=n_rows, max_size=n_rows))
+    )
     _assert_clear_error_or_valid_proba(X_fit, y_fit, preprocessing=preprocessing)
