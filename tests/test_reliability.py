@@ -408,6 +408,12 @@ HANDLED = {
     "NaN in X": (np.where(X > 1, np.nan, X), y, np.full((3, 3), np.nan), {}),
     "1e300 in X": (X * 1e300, y, X * -1e300, {}),
     "1e-300 in X": (X * 1e-300, y, X * 1e-300, {}),
+    "1e37, preprocessing=None (within float32)": (
+        X * 1e37,
+        y,
+        X * 1e37,
+        {"preprocessing": None},
+    ),
     "mixed dtypes and an object column mixing types": (
         _mixed_frame(),
         y,
