@@ -8,10 +8,12 @@ summed on the device and read back once per epoch, so a GPU is not stalled
 by a host synchronisation per batch.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import EpochTimer, PrintLog
+from skorch.callbacks import EarlyStopping, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
 
 from .losses import DualHeadLoss
@@ -95,6 +97,28 @@ class TensorBatches:
             yield data.X[rows], (data.y[rows], data.sample_weight[rows])
 
 
+class StopTraining(KeyboardInterrupt):
+    """Early stopping's signal to end training.
+
+    skorch ends training by raising :class:`KeyboardInterrupt`, the same
+    exception as a user's Ctrl-C; a subclass tells the two apart.
+    """
+
+
+class BestEpochEarlyStopping(EarlyStopping):
+    """:class:`skorch.callbacks.EarlyStopping` that stops with :class:`StopTraining`."""
+
+    def on_epoch_end(self, net, **kwargs):
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt:
+            # Only the patience running out is early stopping; a Ctrl-C that
+            # lands inside this callback stays a user's interruption.
+            if self.misses_ != self.patience:
+                raise
+            raise StopTraining from None
+
+
 class DualHeadNet(NeuralNet):
     """skorch net training a two-headed module with a :class:`DualHeadLoss`.
 
@@ -153,6 +177,19 @@ class DualHeadNet(NeuralNet):
             terms = self.get_loss_terms(y_pred, yi, training=False)
         return {"loss": terms[0], "y_pred": y_pred, "terms": terms}
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # skorch's partial_fit swallows every KeyboardInterrupt, and calls
+        # on_train_end so that early stopping restores the best weights; the
+        # flag lets the estimator tell a user's Ctrl-C from early stopping.
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except StopTraining:
+            raise
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise
+
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None:
             return
@@ -167,6 +204,20 @@ class DualHeadNet(NeuralNet):
             self.notify("on_batch_end", batch=batch, training=training, **step)
         # One device-to-host transfer per epoch.
         means = (totals / n_rows).tolist()
+        bad = [
+            (name, value)
+            for name, value in zip(self.term_names(training), means)
+            if not math.isfinite(value)
+        ]
+        if bad:
+            # Training on from NaN weights cannot recover, and early stopping
+            # would never see an improvement: stop with the cause and a remedy.
+            name, value = bad[0]
+            raise ValueError(
+                f"Training diverged: the {prefix}_{name} is {value} at epoch "
+                f"{len(self.history)}. Lower the learning rate (lr={self.lr}) "
+                "or clip the gradients with max_grad_norm, e.g. max_grad_norm=1.0."
+            )
         for name, value in zip(self.term_names(training), means):
             self.history.record(f"{prefix}_{name}", value)
         self.history.record(f"{prefix}_batch_count", n_batches)

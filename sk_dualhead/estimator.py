@@ -1,5 +1,7 @@
 """The public estimator: :class:`DualHeadClassifier`."""
 
+import functools
+import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -20,10 +22,16 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import GradientNormClipping
 from skorch.helper import predefined_split
 
-from ._engine import DualHeadNet, TensorBatches, TensorDataset, head_log_proba
+from ._engine import (
+    BestEpochEarlyStopping,
+    DualHeadNet,
+    TensorBatches,
+    TensorDataset,
+    head_log_proba,
+)
 from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
 from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
@@ -94,6 +102,35 @@ def _seeded(seed, device):
         yield
 
 
+def _keeps_previous_fit_on_failure(fit):
+    """Make ``fit`` all or nothing: on any exception, restore the fitted state.
+
+    ``fit`` sets fitted attributes as it goes (``validate_data`` alone sets
+    ``n_features_in_``); without this, a failed refit would leave a mix of
+    the old model and the new data's attributes that predicts nonsense.
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        previous = self.__dict__.copy()
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            # BaseException: a Ctrl-C must not leave a half-fitted model either.
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    return wrapper
+
+
+def _package_version():
+    # Imported here: the package's __init__ imports this module.
+    from . import __version__
+
+    return __version__
+
+
 class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     """Two-headed neural network classifier for tabular data.
 
@@ -132,6 +169,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     weight_decay : float, default=1e-4
         Decoupled weight decay of AdamW.
+
+    max_grad_norm : float, default=None
+        Clip the L2 norm of all gradients together to this value before each
+        step; ``None`` does not clip. A remedy when training diverges.
 
     max_epochs : int, default=200
         Maximum number of passes over the training data.
@@ -236,6 +277,18 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
     sklearn.ensemble.HistGradientBoostingClassifier : Gradient boosted trees.
 
+    Notes
+    -----
+    A failing ``fit`` (bad input, diverged training, Ctrl-C before the first
+    epoch ends) raises and leaves a previously fitted model as it was.
+    Training that produces a NaN or infinite loss stops with a ``ValueError``
+    naming the epoch; lower ``lr`` or set ``max_grad_norm``. A Ctrl-C after at
+    least one complete epoch ends ``fit`` with a warning and keeps the best
+    epoch's weights (with early stopping) or the weights reached so far. The
+    package version is saved with a pickled model, and loading it under
+    another version warns. No file is written during ``fit``: early stopping
+    keeps the best weights in memory.
+
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
@@ -256,6 +309,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         "normalization": [StrOptions({n for n in NORMALIZATIONS if n}), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "early_stopping": ["boolean"],
@@ -284,6 +338,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         normalization=None,
         lr=1e-3,
         weight_decay=1e-4,
+        max_grad_norm=None,
         max_epochs=200,
         batch_size="auto",
         early_stopping=True,
@@ -308,6 +363,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.normalization = normalization
         self.lr = lr
         self.weight_decay = weight_decay
+        self.max_grad_norm = max_grad_norm
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.early_stopping = early_stopping
@@ -334,6 +390,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
+    @_keeps_previous_fit_on_failure
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the network to the training data.
@@ -385,6 +442,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = self._make_net(features, len(train), datasets[1])
         with _torch_threads(self.n_threads), _seeded(seed, self.device_):
             self.net_.fit(datasets[0], y=None)
+        if self.net_.interrupted_:
+            self._keep_interrupted_training()
         # The split holds the held-out rows; a saved model must not carry data.
         self.net_.train_split = None
 
@@ -393,6 +452,28 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         stopper = dict(self.net_.callbacks_).get("early_stopping")
         self.best_epoch_ = stopper.best_epoch_ if stopper else self.n_epochs_
         return self
+
+    def _keep_interrupted_training(self):
+        """Keep the complete epochs of a fit stopped by Ctrl-C, or re-raise."""
+        history = self.net_.history
+        # An epoch is complete once its end was timed; a partial row would
+        # break per-epoch curves.
+        while history and "dur" not in history[-1]:
+            del history[-1]
+        if not history:
+            raise KeyboardInterrupt
+        stopper = dict(self.net_.callbacks_).get("early_stopping")
+        kept = (
+            f"the weights of its best epoch so far, epoch {stopper.best_epoch_}"
+            if stopper
+            else "the weights reached when it was interrupted"
+        )
+        warnings.warn(
+            f"Training was interrupted (KeyboardInterrupt) after {len(history)} "
+            f"complete epoch(s) of max_epochs={self.max_epochs}; the model "
+            f"keeps {kept}.",
+            UserWarning,
+        )
 
     def _check_hyperparameters(self):
         """Checks the declarative constraints cannot express."""
@@ -427,7 +508,23 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the "
                 "target y is None."
             )
+        if isinstance(X, pd.DataFrame) and X.columns.duplicated().any():
+            duplicated = X.columns[X.columns.duplicated()].unique()
+            raise ValueError(
+                "X has duplicate column names: "
+                f"{', '.join(map(repr, duplicated))}; give every column a "
+                "unique name."
+            )
+        dtype = getattr(X, "dtype", None)
+        if isinstance(dtype, np.dtype) and dtype.kind == "c":
+            # check_array would say so too, but prints the whole array.
+            raise ValueError(
+                f"Complex data not supported: X has dtype {dtype}; pass the "
+                "real part or the magnitude (X.real or abs(X)) instead."
+            )
         is_frame = isinstance(X, pd.DataFrame) and self.preprocessing is not None
+        if isinstance(X, pd.DataFrame) and not is_frame:
+            self._check_numeric_columns(X)
         if is_frame:
             validate_data(self, X, skip_check_array=True, reset=reset)
             if len(X) == 0:
@@ -436,16 +533,26 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                     "minimum of 1 is required."
                 )
         else:
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                accept_sparse=True,
-                dtype=[np.float64, np.float32],
-                ensure_all_finite=(
-                    "allow-nan" if self.preprocessing is not None else True
-                ),
-            )
+            try:
+                X = validate_data(
+                    self,
+                    X,
+                    reset=reset,
+                    accept_sparse=True,
+                    dtype=[np.float64, np.float32],
+                    ensure_all_finite=(
+                        "allow-nan" if self.preprocessing is not None else True
+                    ),
+                )
+            except ValueError as exc:
+                if dtype != object:
+                    raise
+                raise ValueError(
+                    f"X is an object array that holds values other than "
+                    f"numbers ({exc}). Pass a pandas DataFrame instead: "
+                    "preprocessing='auto' encodes its string, object and "
+                    "category columns."
+                ) from exc
             if sp.issparse(X):
                 X = X.toarray()
         if y is None:
@@ -460,17 +567,36 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "Input y contains NaN or None; remove or label those samples."
             )
+        if y.dtype.kind == "f" and np.isinf(y).any():
+            raise ValueError("Input y contains infinity; class labels must be finite.")
         check_classification_targets(y)
         return X, y
+
+    def _check_numeric_columns(self, X):
+        """Name the DataFrame columns that ``preprocessing=None`` cannot take."""
+        bad = [
+            name
+            for name, dtype in X.dtypes.items()
+            if not pd.api.types.is_numeric_dtype(dtype)
+        ]
+        if bad:
+            raise ValueError(
+                f"Column(s) {', '.join(map(repr, bad))} of X are not numeric, "
+                "but preprocessing=None feeds X to the network as it is; use "
+                "preprocessing='auto', which encodes them, or convert them to "
+                "numbers."
+            )
 
     def _encode_targets(self, y):
         encoder = LabelEncoder()
         encoded = encoder.fit_transform(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
+            (only,) = self.classes_.tolist()
             raise ValueError(
-                "The training data contain 1 class; a classifier needs "
-                f"samples of at least 2 classes, got only {self.classes_[0]!r}."
+                f"The training data ({len(y)} sample(s)) contain 1 class; a "
+                "classifier needs samples of at least 2 classes, got only "
+                f"{only!r}."
             )
         return encoded.astype(np.int64)
 
@@ -519,7 +645,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     def _as_float32(X):
         if sp.issparse(X):
             X = X.toarray()
-        features = np.ascontiguousarray(X, dtype=np.float32)
+        # Values beyond the float32 range become inf, reported just below.
+        with np.errstate(over="ignore"):
+            features = np.ascontiguousarray(X, dtype=np.float32)
         if not np.isfinite(features).all():
             raise ValueError(
                 "The input to the network contains NaN or values too large "
@@ -545,11 +673,15 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             loss_weights=self.loss_weights,
         )
         callbacks = []
+        if self.max_grad_norm is not None:
+            callbacks.append(
+                ("gradient_clipping", GradientNormClipping(self.max_grad_norm))
+            )
         if valid_dataset is not None:
             callbacks.append(
                 (
                     "early_stopping",
-                    EarlyStopping(
+                    BestEpochEarlyStopping(
                         monitor="valid_log_loss",
                         patience=self.n_iter_no_change,
                         threshold=self.tol,
@@ -586,6 +718,26 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             verbose=self.verbose,
         )
 
+    # ---------------------------------------------------------- persistence
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_sk_dualhead_version"] = _package_version()
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_sk_dualhead_version", "unknown")
+        if saved != _package_version():
+            warnings.warn(
+                f"This {type(self).__name__} was saved with sk_dualhead "
+                f"version {saved} and is loaded with version "
+                f"{_package_version()}; it may predict differently or fail. "
+                "Refit it with this version, or load it with the version it "
+                "was saved with.",
+                UserWarning,
+            )
+        super().__setstate__(state)
+
     # -------------------------------------------------------------- predict
 
     def _log_proba(self, X):
@@ -594,6 +746,16 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         if self.preprocessor_ is not None:
             X = self.preprocessor_.transform(X)
         features = torch.from_numpy(self._as_float32(X))
+        n_inputs = self.net_.module__n_continuous + len(
+            self.net_.module__category_cardinalities
+        )
+        if features.shape[1] != n_inputs:
+            # Only a custom preprocessing can change width after fit.
+            raise ValueError(
+                f"The preprocessing turned X into {features.shape[1]} columns, "
+                f"but the network was fitted on {n_inputs}; the preprocessing "
+                "must give as many columns in transform as it did in fit."
+            )
         with _torch_threads(self.n_threads):
             main_logits, aux_logits = self.net_.predict_logits(features)
         return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
