@@ -281,17 +281,25 @@ def demo_figures(datasets, results, out):
     plt = _pyplot()
     paths = []
     fig, axes = plt.subplots(
-        1, len(datasets), figsize=(6.5 * len(datasets), 6.5), constrained_layout=True
+        2,
+        len(datasets),
+        figsize=(6.5 * len(datasets), 8.5),
+        height_ratios=(3, 1),
+        constrained_layout=True,
     )
-    for ax, (data_name, (_, y)) in zip(np.ravel(axes), datasets.items()):
+    for column, (data_name, (_, y)) in enumerate(datasets.items()):
+        ax, hist_ax = axes[:, column]
         for (data, model_name), result in results.items():
             if data == data_name:
-                plot_reliability(y, result["proba"], name=model_name, ax=ax)
+                plot_reliability(
+                    y, result["proba"], name=model_name, ax=ax, hist_ax=hist_ax
+                )
         ax.set(
             title=f"{data_name} ({y.mean():.0%} malignant), out-of-fold",
-            xlabel="Mean predicted probability of malignant",
+            xlabel="",
             ylabel="Observed fraction malignant",
         )
+        hist_ax.set_xlabel("Predicted probability of malignant")
     fig.suptitle("Reliability diagram (10 equal-width bins)")
     paths.append(out / "reliability.png")
     fig.savefig(paths[-1], dpi=110)

@@ -9,6 +9,8 @@ Matplotlib is an optional dependency, installed with the ``[plot]`` extra
 so ``import sk_dualhead`` never needs it.
 """
 
+from functools import partial
+
 import numpy as np
 
 from .metrics import expected_calibration_error
@@ -35,6 +37,12 @@ def _pyplot():
     return plt
 
 
+def _minor_label(value, _position, every):
+    """Label of a minor log-scale tick: all of them, or only 2 and 5 (x 10^k)."""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)))
+    return f"{value:.3g}" if every or mantissa in (2, 5) else ""
+
+
 def _binary_scores(y_true, y_score, pos_label):
     """Labels, positive-class scores and the positive label of a binary problem.
 
@@ -57,7 +65,15 @@ def _binary_scores(y_true, y_score, pos_label):
 
 
 def plot_reliability(
-    y_true, y_prob, *, name=None, n_bins=10, strategy="uniform", pos_label=None, ax=None
+    y_true,
+    y_prob,
+    *,
+    name=None,
+    n_bins=10,
+    strategy="uniform",
+    pos_label=None,
+    ax=None,
+    hist_ax=None,
 ):
     """Draw a reliability diagram, with the ECE of the curve in its legend.
 
@@ -91,6 +107,11 @@ def plot_reliability(
     ax : matplotlib Axes, default=None
         Axes to draw on; a new figure is created when ``None``.
 
+    hist_ax : matplotlib Axes, default=None
+        When given, a histogram of the predicted probabilities, in the same
+        bins and colour, is drawn on it: it shows which points of the curve
+        rest on many samples and which on a handful.
+
     Returns
     -------
     display : sklearn.calibration.CalibrationDisplay
@@ -123,8 +144,24 @@ def plot_reliability(
         name=label,
         ax=ax,
     )
-    ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize="small")
+    if hist_ax is not None:
+        edges = (
+            np.linspace(0, 1, n_bins + 1)
+            if strategy == "uniform"
+            else np.unique(np.quantile(y_prob, np.linspace(0, 1, n_bins + 1)))
+        )
+        hist_ax.hist(
+            y_prob,
+            bins=edges,
+            histtype="step",
+            linewidth=1.5,
+            color=display.line_.get_color(),
+            label=name,
+        )
+        hist_ax.set(
+            xlabel=ax.get_xlabel(), ylabel="Samples per bin", yscale="log", xlim=ax.get_xlim()
+        )
     return display
 
 
@@ -166,6 +203,8 @@ def plot_loss_curves(model, *, axes=None):
     >>> [ax.get_title() for ax in plot_loss_curves(clf)]
     ['total loss', 'main head', 'auxiliary head', 'consistency (KL)', 'validation log loss']
     """
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter
+
     history = getattr(model, "history_", model)
     epochs = history[:, "epoch"]
     has_valid = "valid_loss" in history[-1]
@@ -182,9 +221,23 @@ def plot_loss_curves(model, *, axes=None):
     if has_valid:
         panels.append(("{}_log_loss", "validation log loss"))
     for ax, (key, title) in zip(axes, panels):
-        for split in ("train", "valid"):
+        values = []
+        for split, color in (("train", "C0"), ("valid", "C1")):
             if key.format(split) in history[-1]:
-                ax.plot(epochs, history[:, key.format(split)], label=split)
+                values += history[:, key.format(split)]
+                ax.plot(epochs, history[:, key.format(split)], color=color, label=split)
+        # Losses fall fast and then flatten; a log scale keeps the late
+        # epochs, where early stopping decides, readable.
+        if min(values) > 0:
+            ax.set_yscale("log")
+            # Plain decimals rather than 2.4 x 10^-1; between the powers of
+            # ten, every minor tick is labelled when the curve stays within
+            # a decade, only 2 and 5 when it spans more.
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+            within_decade = max(values) / min(values) < 10
+            ax.yaxis.set_minor_formatter(
+                FuncFormatter(partial(_minor_label, every=within_decade))
+            )
         if best_epoch is not None and best_epoch < len(history):
             ax.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
         ax.set(title=title, xlabel="Epoch", ylabel="Loss (mean per row)")
