@@ -24,6 +24,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from ._engine import DualHeadNet, TensorBatches, TensorDataset, head_log_proba
+from ._engine import EpochProgressBar
 from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
 from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
@@ -198,7 +199,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         split. An int gives identical results from fit to fit on the CPU.
 
     verbose : int, default=0
-        0 is silent; 1 prints a table of the loss terms every epoch.
+        0 is silent; 1 prints a table of the loss terms every epoch; 2 and
+        more show a tqdm progress bar over the epochs instead (tqdm comes
+        with the ``[progress]`` extra).
 
     Attributes
     ----------
@@ -558,6 +561,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                     ),
                 )
             )
+        if self.verbose >= 2:
+            callbacks.append(("progress_bar", EpochProgressBar()))
         return DualHeadNet(
             module=DualHeadNetwork,
             module__n_continuous=n_continuous,
@@ -583,7 +588,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
             predict_head=self.predict_head,
             device=self.device_,
-            verbose=self.verbose,
+            # skorch's per-epoch table is the verbose=1 output only.
+            verbose=int(self.verbose == 1),
         )
 
     # -------------------------------------------------------------- predict
