@@ -211,7 +211,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     preprocessor_ : transformer or None
@@ -250,6 +250,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.score(X, y) > 0.9
     True
     """
+
+    # The HTML repr (in notebooks) links the estimator's name to its API page.
+    _doc_link_module = "sk_dualhead"
+    _doc_link_template = (
+        "https://sk-dualhead.readthedocs.io/en/latest/generated/"
+        "sk_dualhead.{estimator_name}.html"
+    )
 
     _parameter_constraints = {
         "strategy": [StrOptions(set(STRATEGIES))],
