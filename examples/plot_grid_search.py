@@ -46,9 +46,9 @@ search = GridSearchCV(
 # %%
 # Results, best first
 # -------------------
-results = pd.DataFrame(search.cv_results_)
-columns = ["param_strategy", "param_gamma", "param_loss_weights"]
-table = results[columns].astype(str).assign(
+results = search.cv_results_
+params = [{name: str(value) for name, value in p.items()} for p in results["params"]]
+table = pd.DataFrame(params).assign(
     log_loss=-results["mean_test_log_loss"],
     average_precision=results["mean_test_average_precision"],
 )

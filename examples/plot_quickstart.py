@@ -25,7 +25,7 @@ X, y = load_breast_cancer(return_X_y=True, as_frame=True)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.3, stratify=y, random_state=0
 )
-clf = DualHeadClassifier(hidden_sizes=(64, 64), max_epochs=60, random_state=0)
+clf = DualHeadClassifier(random_state=0)
 clf.fit(X_train, y_train)
 print(f"{clf.n_epochs_} epochs, weights of epoch {clf.best_epoch_} kept")
 
@@ -39,8 +39,13 @@ probas = {
     "DualHead": clf.predict_proba(X_test),
     "LogisticRegression": logreg.predict_proba(X_test),
 }
-for name, proba in probas.items():
-    print(name, calibration_report(y_test, proba[:, 1], n_bins=10))
+import pandas as pd
+
+reports = {
+    name: calibration_report(y_test, proba[:, 1], n_bins=10)
+    for name, proba in probas.items()
+}
+print(pd.DataFrame(reports).round(3))
 
 # %%
 # Reliability diagram
