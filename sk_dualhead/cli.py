@@ -131,7 +131,8 @@ def cross_validate_model(model, X, y, *, cv, random_state, progress, label):
         scores = score_probabilities(y[test], proba[test], classes)
         scores["fit_seconds"] = seconds
         fold_scores.append(scores)
-        first_model = first_model or fitted
+        if first_model is None:
+            first_model = fitted
         progress.step(f"{label}  fold {fold}/{cv}", seconds)
     return {"scores": fold_scores, "proba": proba, "first_model": first_model}
 
@@ -370,12 +371,12 @@ def split_target(frame, target, path):
         frame = frame[~missing]
     y = frame[target].to_numpy()
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
+    if len(classes) == 0:
+        raise UserError(f"target column {target!r} has no values.")
+    if len(classes) == 1:
         raise UserError(
-            f"target column {target!r} has a single class "
-            f"({classes[0]!r} if any); a classifier needs at least two."
-            if len(classes)
-            else f"target column {target!r} has no values."
+            f"target column {target!r} has a single class, {classes[0]!r}; "
+            "a classifier needs at least two."
         )
     return frame.drop(columns=target), y, counts.min()
 

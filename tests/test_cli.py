@@ -128,6 +128,13 @@ def test_single_class_target(table, tmp_path, capsys):
     assert "single class" in err and "'healthy'" in err
 
 
+def test_target_without_values(table, tmp_path, capsys):
+    data = tmp_path / "none.csv"
+    table.assign(outcome=np.nan).to_csv(data, index=False)
+    err = _error(["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys)
+    assert "has no values" in err
+
+
 @pytest.mark.parametrize(
     "content, message",
     [("", "is empty"), ("a,b,outcome\n", "no data rows"), (None, "cannot read")],
