@@ -19,9 +19,10 @@ from sk_dualhead.strategies import STRATEGIES
 X, y = load_breast_cancer(return_X_y=True, as_frame=True)
 y = 1 - y  # malignant is the positive class
 rng = np.random.default_rng(0)
-keep = np.flatnonzero(y == 0).tolist() + rng.choice(
-    np.flatnonzero(y == 1), size=40, replace=False
-).tolist()
+keep = (
+    np.flatnonzero(y == 0).tolist()
+    + rng.choice(np.flatnonzero(y == 1), size=40, replace=False).tolist()
+)
 X, y = X.iloc[keep], y.iloc[keep]
 print(f"{len(y)} rows, {y.mean():.1%} positive")
 

@@ -162,7 +162,9 @@ def format_table(rows, keys):
             digits = 1 if name == "fit_seconds" else 3
             cells.append(f"{values.mean():.{digits}f} ({values.std():.{digits}f})")
         lines.append(cells)
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    widths = [
+        max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))
+    ]
     text = [
         "  ".join(
             str(cell).ljust(width) if i < len(keys) else str(cell).rjust(width)
@@ -489,7 +491,9 @@ def build_parser():
         prog="sk-dualhead",
         description="Two-headed neural network classifier for tabular data.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -502,9 +506,19 @@ def build_parser():
             "table and write figures to --out."
         ),
     )
-    demo.add_argument("--out", default="sk_dualhead_demo", help="folder for the figures and scores (default: %(default)s)")
-    demo.add_argument("--cv", type=int, default=3, help="number of folds (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", help="tiny networks and few epochs, for a smoke test")
+    demo.add_argument(
+        "--out",
+        default="sk_dualhead_demo",
+        help="folder for the figures and scores (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--cv", type=int, default=3, help="number of folds (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny networks and few epochs, for a smoke test",
+    )
     demo.set_defaults(func=run_demo)
 
     fit = commands.add_parser(
@@ -524,9 +538,22 @@ def build_parser():
         default="auto" if "auto" in choices else "balanced",
         help="loss strategy (default: %(default)s)",
     )
-    fit.add_argument("--cv", type=int, default=5, help="folds of the cross-validation; 0 skips it (default: %(default)s)")
-    fit.add_argument("--max-epochs", type=int, default=200, help="(default: %(default)s)")
-    fit.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="training output of the final fit: 0 none, 1 a table per epoch, 2 a progress bar")
+    fit.add_argument(
+        "--cv",
+        type=int,
+        default=5,
+        help="folds of the cross-validation; 0 skips it (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--max-epochs", type=int, default=200, help="(default: %(default)s)"
+    )
+    fit.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="training output of the final fit: 0 none, 1 a table per epoch, 2 a progress bar",
+    )
     fit.add_argument("--out", required=True, help="where to save the model (.joblib)")
     fit.set_defaults(func=run_fit)
 
@@ -541,12 +568,21 @@ def build_parser():
     )
     predict.add_argument("model", help="model file written by sk-dualhead fit")
     predict.add_argument("data", help="CSV file (or .parquet) with the feature columns")
-    predict.add_argument("--out", default="-", help="output CSV; '-' writes to stdout (default)")
+    predict.add_argument(
+        "--out", default="-", help="output CSV; '-' writes to stdout (default)"
+    )
     predict.set_defaults(func=run_predict)
 
     for command in (demo, fit):
-        command.add_argument("--random-state", type=int, default=0, help="seed of the folds and the networks (default: %(default)s)")
-        command.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        command.add_argument(
+            "--random-state",
+            type=int,
+            default=0,
+            help="seed of the folds and the networks (default: %(default)s)",
+        )
+        command.add_argument(
+            "--quiet", action="store_true", help="no progress lines on stderr"
+        )
     return parser
 
 

@@ -160,7 +160,10 @@ def plot_reliability(
             label=name,
         )
         hist_ax.set(
-            xlabel=ax.get_xlabel(), ylabel="Samples per bin", yscale="log", xlim=ax.get_xlim()
+            xlabel=ax.get_xlabel(),
+            ylabel="Samples per bin",
+            yscale="log",
+            xlim=ax.get_xlim(),
         )
     return display
 

@@ -41,7 +41,9 @@ def fitted_files(table, tmp_path_factory):
     table.to_csv(data, index=False)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = main(["fit", str(data), "--target", "outcome", *FIT_FAST, "--out", str(model)])
+        status = main(
+            ["fit", str(data), "--target", "outcome", *FIT_FAST, "--out", str(model)]
+        )
     assert status == 0
     return data, model, stdout.getvalue()
 
@@ -73,13 +75,17 @@ def test_predict_round_trip(fitted_files, table, tmp_path):
     features = table.drop(columns="outcome")
     np.testing.assert_array_equal(preds["prediction"], model.predict(features))
     np.testing.assert_allclose(
-        preds[["proba_disease", "proba_healthy"]], model.predict_proba(features), atol=1e-12
+        preds[["proba_disease", "proba_healthy"]],
+        model.predict_proba(features),
+        atol=1e-12,
     )
 
 
 def test_predict_ignores_column_order_and_extra_columns(fitted_files, table, tmp_path):
     data, model_path, _ = fitted_files
-    shuffled = table.drop(columns="outcome").iloc[:, ::-1].assign(patient_id=range(len(table)))
+    shuffled = (
+        table.drop(columns="outcome").iloc[:, ::-1].assign(patient_id=range(len(table)))
+    )
     new = tmp_path / "new.csv"
     shuffled.to_csv(new, index=False)
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
@@ -117,21 +123,28 @@ def _error(argv, capsys):
 
 def test_missing_target_column_is_named(fitted_files, tmp_path, capsys):
     data, _, _ = fitted_files
-    err = _error(["fit", str(data), "--target", "diagnosis", "--out", str(tmp_path / "m")], capsys)
+    err = _error(
+        ["fit", str(data), "--target", "diagnosis", "--out", str(tmp_path / "m")],
+        capsys,
+    )
     assert "'diagnosis'" in err and "outcome" in err
 
 
 def test_single_class_target(table, tmp_path, capsys):
     data = tmp_path / "one.csv"
     table.assign(outcome="healthy").to_csv(data, index=False)
-    err = _error(["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys)
+    err = _error(
+        ["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys
+    )
     assert "single class" in err and "'healthy'" in err
 
 
 def test_target_without_values(table, tmp_path, capsys):
     data = tmp_path / "none.csv"
     table.assign(outcome=np.nan).to_csv(data, index=False)
-    err = _error(["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys)
+    err = _error(
+        ["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys
+    )
     assert "has no values" in err
 
 
@@ -144,17 +157,34 @@ def test_unreadable_or_empty_data(content, message, tmp_path, capsys):
     data = tmp_path / "data.csv"
     if content is not None:
         data.write_text(content)
-    err = _error(["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys)
+    err = _error(
+        ["fit", str(data), "--target", "outcome", "--out", str(tmp_path / "m")], capsys
+    )
     assert message in err
 
 
 def test_too_few_rows_for_the_folds(table, tmp_path, capsys):
     data = tmp_path / "rare.csv"
     rare = pd.concat(
-        [table[table["outcome"] == "healthy"], table[table["outcome"] == "disease"].head(3)]
+        [
+            table[table["outcome"] == "healthy"],
+            table[table["outcome"] == "disease"].head(3),
+        ]
     )
     rare.to_csv(data, index=False)
-    err = _error(["fit", str(data), "--target", "outcome", "--cv", "5", "--out", str(tmp_path / "m")], capsys)
+    err = _error(
+        [
+            "fit",
+            str(data),
+            "--target",
+            "outcome",
+            "--cv",
+            "5",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        capsys,
+    )
     assert "3 rows" in err and "--cv" in err
 
 
@@ -186,7 +216,9 @@ def test_demo_datasets():
     X_rare, y_rare = datasets["breast_cancer_5pct"]
     assert len(y_rare) == len(X_rare) == 357 + y_rare.sum()
     assert 0.04 < y_rare.mean() < 0.06
-    np.testing.assert_array_equal(demo_datasets(random_state=0)["breast_cancer_5pct"][1], y_rare)
+    np.testing.assert_array_equal(
+        demo_datasets(random_state=0)["breast_cancer_5pct"][1], y_rare
+    )
 
 
 def test_demo_quick(tmp_path, capsys):
@@ -196,14 +228,20 @@ def test_demo_quick(tmp_path, capsys):
     models = demo_models(quick=True, random_state=0)
     n_fits = 2 * len(models) * 2  # data sets x models x folds
     assert f"[{n_fits}/{n_fits}]" in captured.err
-    assert {"DualHead(balanced)", "LogisticRegression", "HistGradientBoosting"} <= set(models)
+    assert {"DualHead(balanced)", "LogisticRegression", "HistGradientBoosting"} <= set(
+        models
+    )
     for model in models:
         assert captured.out.count(f"  {model}  ") == 2
     scores = pd.read_csv(out / "scores.csv")
     assert len(scores) == n_fits
     assert scores["roc_auc"].between(0, 1).all()
     if _has_matplotlib():
-        for name in ("reliability", "loss_curves_breast_cancer", "loss_curves_breast_cancer_5pct"):
+        for name in (
+            "reliability",
+            "loss_curves_breast_cancer",
+            "loss_curves_breast_cancer_5pct",
+        ):
             assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 

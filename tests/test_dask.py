@@ -13,7 +13,9 @@ distributed = pytest.importorskip("dask.distributed")
 
 def _search():
     return GridSearchCV(
-        DualHeadClassifier(hidden_sizes=(8,), max_epochs=5, n_threads=1, random_state=0),
+        DualHeadClassifier(
+            hidden_sizes=(8,), max_epochs=5, n_threads=1, random_state=0
+        ),
         {"gamma": [0.5, 2.0], "loss_weights": [None, (0.5, 0.5, 0.0)]},
         scoring="neg_log_loss",
         cv=2,
@@ -23,10 +25,16 @@ def _search():
 
 def test_grid_search_through_joblib_dask_backend():
     X, y = make_classification(n_samples=120, n_features=5, random_state=0)
-    with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster) as client:
-        with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        with (
+            distributed.get_task_stream(client) as tasks,
+            joblib.parallel_backend("dask"),
+        ):
             search = _search().fit(X, y)
         addresses = set(client.scheduler_info()["workers"])
     # The fits ran on the cluster's two worker processes...

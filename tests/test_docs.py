@@ -10,7 +10,13 @@ import pytest
 from sk_dualhead import DualHeadClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOCS_PACKAGES = ("sphinx", "numpydoc", "sphinx_gallery", "myst_parser", "pydata_sphinx_theme")
+DOCS_PACKAGES = (
+    "sphinx",
+    "numpydoc",
+    "sphinx_gallery",
+    "myst_parser",
+    "pydata_sphinx_theme",
+)
 
 
 def test_html_repr_links_to_the_api_page():
@@ -30,9 +36,18 @@ def test_docs_build_without_warnings(tmp_path):
     html = tmp_path / "html"
     result = subprocess.run(
         [
-            sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q",
-            "-b", "html", "-d", str(tmp_path / "doctrees"),
-            str(ROOT / "docs"), str(html),
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(ROOT / "docs"),
+            str(html),
         ],
         capture_output=True,
         text=True,

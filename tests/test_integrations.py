@@ -49,7 +49,9 @@ def test_dcurves_net_benefit():
     dcurves = pytest.importorskip("dcurves")
     X_train, X_test, y_train, y_test = _split(n_classes=2)
     clf = DualHeadClassifier(**FAST).fit(X_train, y_train)
-    data = pd.DataFrame({"outcome": y_test, "dualhead": clf.predict_proba(X_test)[:, 1]})
+    data = pd.DataFrame(
+        {"outcome": y_test, "dualhead": clf.predict_proba(X_test)[:, 1]}
+    )
     thresholds = [0.1, 0.2, 0.3]
     curves = dcurves.dca(
         data=data, outcome="outcome", modelnames=["dualhead"], thresholds=thresholds

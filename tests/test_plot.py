@@ -73,7 +73,9 @@ def test_loss_curves_show_every_term(fitted):
         "validation log loss",
     ]
     for ax in axes[:4]:
-        train, valid = (line for line in ax.lines if line.get_label() in ("train", "valid"))
+        train, valid = (
+            line for line in ax.lines if line.get_label() in ("train", "valid")
+        )
         np.testing.assert_array_equal(train.get_xdata(), model.history_[:, "epoch"])
         assert len(valid.get_ydata()) == model.n_epochs_
         assert ax.get_xlabel() == "Epoch" and ax.get_ylabel()

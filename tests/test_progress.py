@@ -25,7 +25,12 @@ def test_verbose_1_prints_each_loss_term_per_epoch(data, capsys):
     DualHeadClassifier(verbose=1, **TINY).fit(*data)
     lines = capsys.readouterr().out.strip().splitlines()
     header = lines[0].split()
-    for term in ("train_loss", "train_main_loss", "train_aux_loss", "train_consistency_loss"):
+    for term in (
+        "train_loss",
+        "train_main_loss",
+        "train_aux_loss",
+        "train_consistency_loss",
+    ):
         assert term in header
     # Header, rule, one row per epoch.
     assert len(lines) == 2 + TINY["max_epochs"]
