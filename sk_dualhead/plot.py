@@ -37,10 +37,24 @@ def _pyplot():
     return plt
 
 
-def _minor_label(value, _position, every):
-    """Label of a minor log-scale tick: all of them, or only 2 and 5 (x 10^k)."""
+def _minor_label(value, _position, mantissas):
+    """Label of a minor log-scale tick whose leading digit is in ``mantissas``."""
     mantissa = round(value / 10 ** np.floor(np.log10(value)))
-    return f"{value:.3g}" if every or mantissa in (2, 5) else ""
+    return f"{value:.3g}" if mantissa in mantissas else ""
+
+
+def _minor_mantissas(low, high):
+    """Minor ticks worth labelling on a log axis from ``low`` to ``high``.
+
+    A narrow range has few major ticks, so every minor tick is labelled; a
+    wide one has enough major ticks, and labelled minor ticks would overlap.
+    """
+    ratio = high / low
+    if ratio < 4:
+        return range(2, 10)
+    if ratio < 150:
+        return (2, 5)
+    return ()
 
 
 def _binary_scores(y_true, y_score, pos_label):
@@ -233,13 +247,11 @@ def plot_loss_curves(model, *, axes=None):
         # epochs, where early stopping decides, readable.
         if min(values) > 0:
             ax.set_yscale("log")
-            # Plain decimals rather than 2.4 x 10^-1; between the powers of
-            # ten, every minor tick is labelled when the curve stays within
-            # a decade, only 2 and 5 when it spans more.
+            # Plain decimals rather than 2.4 x 10^-1.
             ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-            within_decade = max(values) / min(values) < 10
+            mantissas = _minor_mantissas(min(values), max(values))
             ax.yaxis.set_minor_formatter(
-                FuncFormatter(partial(_minor_label, every=within_decade))
+                FuncFormatter(partial(_minor_label, mantissas=mantissas))
             )
         if best_epoch is not None and best_epoch < len(history):
             ax.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
