@@ -114,3 +114,21 @@ def test_roc_pr_draw_both_curves(fitted):
     plot_roc_pr(y, proba[:, 1] ** 3, name="other", axes=[roc.ax_, pr.ax_])
     chance = [line for line in roc.ax_.lines if "Chance" in line.get_label()]
     assert len(chance) == 1
+
+
+@pytest.mark.parametrize(
+    "low, high, labelled",
+    [
+        (0.07, 0.2, ["0.03", "0.05", "0.07", "0.2"]),  # within a decade: all
+        (0.002, 0.05, ["0.05", "0.2"]),  # over a decade: 2 and 5 only
+        (1e-5, 0.1, []),  # four decades: the powers of ten suffice
+    ],
+)
+def test_minor_log_ticks_are_labelled_by_range(low, high, labelled):
+    from functools import partial
+
+    from sk_dualhead.plot import _minor_label, _minor_mantissas
+
+    label = partial(_minor_label, mantissas=_minor_mantissas(low, high))
+    ticks = [0.03, 0.05, 0.07, 0.2]
+    assert [label(t, None) for t in ticks if label(t, None)] == labelled
