@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Install the package with its test extras and run the test suite.
 # torch is pinned to the CPU build first so that no dependency pulls a CUDA one.
+# The docs and dask extras come too: the suite builds the documentation with
+# warnings as errors (tests/test_docs.py, about a minute) and runs a grid
+# search on a two-process dask cluster (tests/test_dask.py); the integrations
+# extra lets tests/test_integrations.py check MAPIE and dcurves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test]"
+python -m pip install --quiet -e ".[test,docs,dask,integrations]"
 python -m pytest -p no:cacheprovider "$@"

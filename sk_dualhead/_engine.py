@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, EpochTimer, PrintLog
+from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
 
 from .losses import DualHeadLoss
@@ -241,3 +241,40 @@ class DualHeadNet(NeuralNet):
             torch.cat(mains).to("cpu", torch.float64),
             torch.cat(auxes).to("cpu", torch.float64),
         )
+
+
+class EpochProgressBar(Callback):
+    """One tqdm bar over the epochs, showing the latest losses.
+
+    skorch's own ``ProgressBar`` draws a bar of batches for every epoch;
+    batches here are few and fast, so one bar for the whole fit says more.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as exc:
+            raise ImportError(
+                "verbose=2 draws a progress bar with tqdm; install it with "
+                "pip install 'sk-dualhead[progress]', or use verbose=1."
+            ) from exc
+        self.bar_ = tqdm(total=net.max_epochs, unit="epoch", leave=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        self._show(net)
+
+    def on_train_end(self, net, **kwargs):
+        # Early stopping ends the last epoch before this callback's
+        # on_epoch_end runs; catch up, then leave the bar where it stopped.
+        self._show(net)
+        self.bar_.close()
+
+    def _show(self, net):
+        if not net.history:
+            return
+        row = net.history[-1]
+        shown = ("train_loss", "valid_loss", "valid_log_loss")
+        self.bar_.set_postfix(
+            {name: f"{row[name]:.4f}" for name in shown if name in row}, refresh=False
+        )
+        self.bar_.update(len(net.history) - self.bar_.n)

@@ -28,6 +28,7 @@ from skorch.helper import predefined_split
 from ._engine import (
     BestEpochEarlyStopping,
     DualHeadNet,
+    EpochProgressBar,
     TensorBatches,
     TensorDataset,
     head_log_proba,
@@ -239,7 +240,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         split. An int gives identical results from fit to fit on the CPU.
 
     verbose : int, default=0
-        0 is silent; 1 prints a table of the loss terms every epoch.
+        0 is silent; 1 prints a table of the loss terms every epoch; 2 and
+        more show a tqdm progress bar over the epochs instead (tqdm comes
+        with the ``[progress]`` extra).
 
     Attributes
     ----------
@@ -249,7 +252,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     preprocessor_ : transformer or None
@@ -300,6 +303,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.score(X, y) > 0.9
     True
     """
+
+    # The HTML repr (in notebooks) links the estimator's name to its API page.
+    _doc_link_module = "sk_dualhead"
+    _doc_link_template = (
+        "https://sk-dualhead.readthedocs.io/en/latest/generated/"
+        "sk_dualhead.{estimator_name}.html"
+    )
 
     _parameter_constraints = {
         "strategy": [StrOptions(set(STRATEGIES))],
@@ -690,6 +700,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                     ),
                 )
             )
+        if self.verbose >= 2:
+            callbacks.append(("progress_bar", EpochProgressBar()))
         return DualHeadNet(
             module=DualHeadNetwork,
             module__n_continuous=n_continuous,
@@ -715,7 +727,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
             predict_head=self.predict_head,
             device=self.device_,
-            verbose=self.verbose,
+            # skorch's per-epoch table is the verbose=1 output only.
+            verbose=int(self.verbose == 1),
         )
 
     # ---------------------------------------------------------- persistence

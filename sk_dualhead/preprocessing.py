@@ -137,10 +137,10 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during :meth:`fit`.
 
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
+        Names of features seen during :meth:`fit`. Defined only when `X`
         has feature names that are all strings.
 
     numeric_columns_ : ndarray of shape (n_numeric,), dtype=int
@@ -372,8 +372,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_continuous_ + \
-                len(category_cardinalities_)), dtype=float32
+        X_out : ndarray of shape (n_samples, `n_continuous_` + \
+                len(`category_cardinalities_`)), dtype=float32
             C-contiguous and finite: scaled numerics, missing indicators and
             one-hot blocks, then one integer code column per embedded
             categorical.

@@ -1,0 +1,608 @@
+"""The ``sk-dualhead`` command line: ``demo``, ``fit`` and ``predict``.
+
+``demo`` compares the strategies with two strong baselines on data that ships
+with scikit-learn; ``fit`` cross-validates and trains a model on a CSV or
+Parquet table and saves it; ``predict`` applies a saved model to a table.
+Results go to stdout and progress to stderr, so the results can be piped.
+Mistakes a user can fix (a wrong column name, an unreadable file) end with a
+one-line message on stderr and exit status 1, without a traceback.
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, label_binarize
+from sklearn.utils._param_validation import StrOptions
+from threadpoolctl import threadpool_limits
+
+from . import __version__
+from .estimator import DualHeadClassifier
+from .metrics import expected_calibration_error
+from .strategies import STRATEGIES
+
+__all__ = ["main"]
+
+#: Strategies the demo compares, in this order, when the table has them.
+DEMO_STRATEGIES = ("balanced", "focal_smooth", "confidence_aware", "adversarial")
+
+#: Bins of the ECE in every table; test folds of a few hundred rows leave
+#: too few samples per bin for more.
+ECE_BINS = 10
+
+#: Share of positives kept in the demo's imbalanced data set.
+DEMO_POSITIVE_SHARE = 0.05
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported in one line, without a traceback."""
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score_probabilities(y_true, proba, classes):
+    """ROC AUC, average precision, Brier score, ECE and log loss.
+
+    For two classes the scores are those of ``classes[1]``; for more, ROC
+    AUC and average precision are one-vs-rest macro averages, the Brier score
+    is the multiclass one and the ECE is the top-label ECE.
+    """
+    y_true = np.asarray(y_true)
+    scores = {}
+    if len(classes) == 2:
+        positive = y_true == classes[1]
+        scores["roc_auc"] = roc_auc_score(positive, proba[:, 1])
+        scores["average_precision"] = average_precision_score(positive, proba[:, 1])
+        scores["brier"] = brier_score_loss(positive, proba[:, 1])
+        scores["ece"] = expected_calibration_error(
+            positive, proba[:, 1], n_bins=ECE_BINS
+        )
+    else:
+        scores["roc_auc"] = roc_auc_score(
+            y_true, proba, multi_class="ovr", labels=classes
+        )
+        scores["average_precision"] = average_precision_score(
+            label_binarize(y_true, classes=classes), proba
+        )
+        scores["brier"] = brier_score_loss(y_true, proba, labels=classes)
+        scores["ece"] = expected_calibration_error(
+            y_true, proba, n_bins=ECE_BINS, labels=classes
+        )
+    scores["log_loss"] = log_loss(y_true, proba, labels=classes)
+    return scores
+
+
+class Progress:
+    """Numbered progress lines on stderr, e.g. ``[ 3/24] ... 1.4 s``."""
+
+    def __init__(self, total, quiet=False):
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+
+    def step(self, message, seconds):
+        self.done += 1
+        if not self.quiet:
+            width = len(str(self.total))
+            print(
+                f"[{self.done:{width}d}/{self.total}] {message}  {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def cross_validate_model(model, X, y, *, cv, random_state, progress, label):
+    """Fit ``model`` on each training fold and score it on the held-out fold.
+
+    Returns
+    -------
+    result : dict
+        ``scores``: one dict of :func:`score_probabilities` per fold, plus
+        ``fit_seconds``; ``proba``: the out-of-fold probabilities of every
+        row; ``first_model``: the model fitted on the first fold.
+    """
+    classes = np.unique(y)
+    folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
+    proba = np.zeros((len(y), len(classes)))
+    fold_scores, first_model = [], None
+    for fold, (train, test) in enumerate(folds.split(X, y), start=1):
+        start = time.perf_counter()
+        fitted = clone(model).fit(X.iloc[train], y[train])
+        seconds = time.perf_counter() - start
+        proba[test] = fitted.predict_proba(X.iloc[test])
+        scores = score_probabilities(y[test], proba[test], classes)
+        scores["fit_seconds"] = seconds
+        fold_scores.append(scores)
+        if first_model is None:
+            first_model = fitted
+        progress.step(f"{label}  fold {fold}/{cv}", seconds)
+    return {"scores": fold_scores, "proba": proba, "first_model": first_model}
+
+
+COLUMNS = {
+    "roc_auc": "ROC AUC",
+    "average_precision": "AP",
+    "brier": "Brier",
+    "ece": f"ECE({ECE_BINS})",
+    "log_loss": "log loss",
+    "fit_seconds": "fit s",
+}
+
+
+def format_table(rows, keys):
+    """A plain-text table of ``mean (sd)`` over folds.
+
+    ``rows`` maps a row label (a tuple of strings) to a list of per-fold
+    score dicts; ``keys`` are the row label's column headers.
+    """
+    header = list(keys) + list(COLUMNS.values())
+    lines = []
+    for label, fold_scores in rows.items():
+        cells = list(label)
+        for name in COLUMNS:
+            values = np.array([scores[name] for scores in fold_scores])
+            digits = 1 if name == "fit_seconds" else 3
+            cells.append(f"{values.mean():.{digits}f} ({values.std():.{digits}f})")
+        lines.append(cells)
+    widths = [
+        max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))
+    ]
+    text = [
+        "  ".join(
+            str(cell).ljust(width) if i < len(keys) else str(cell).rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        )
+        for row in [header, *lines]
+    ]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+# ------------------------------------------------------------------- demo
+
+
+def demo_datasets(random_state):
+    """Breast cancer, malignant as the positive class, and a rare-positive copy.
+
+    The copy keeps every benign tumour and a seeded random sample of the
+    malignant ones, about :data:`DEMO_POSITIVE_SHARE` of the rows.
+    """
+    X, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    # scikit-learn codes benign as 1; clinically the malignant tumour is the
+    # finding to detect, so it is the positive class here.
+    y = (target.to_numpy() == 0).astype(int)
+    negatives = np.flatnonzero(y == 0)
+    n_positive = round(DEMO_POSITIVE_SHARE / (1 - DEMO_POSITIVE_SHARE) * len(negatives))
+    rng = np.random.default_rng(random_state)
+    positives = rng.choice(np.flatnonzero(y == 1), size=n_positive, replace=False)
+    rows = np.sort(np.concatenate([negatives, positives]))
+    return {
+        "breast_cancer": (X, y),
+        f"breast_cancer_{round(100 * DEMO_POSITIVE_SHARE)}pct": (
+            X.iloc[rows].reset_index(drop=True),
+            y[rows],
+        ),
+    }
+
+
+def demo_models(quick, random_state):
+    """The models the demo compares, by display name."""
+    dualhead = {"n_threads": 1, "random_state": random_state}
+    if quick:
+        dualhead.update(max_epochs=5, hidden_sizes=(32,))
+    models = {
+        f"DualHead({name})": DualHeadClassifier(name, **dualhead)
+        for name in DEMO_STRATEGIES
+        if name in STRATEGIES
+    }
+    models["LogisticRegression"] = make_pipeline(
+        SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000)
+    )
+    models["HistGradientBoosting"] = HistGradientBoostingClassifier(
+        max_iter=20 if quick else 100, random_state=random_state
+    )
+    return models
+
+
+def demo_cross_validation(datasets, models, args, progress):
+    """Cross-validate every model on every data set; per-fold scores and results."""
+    rows, results = {}, {}
+    for data_name, (X, y) in datasets.items():
+        print(
+            f"{data_name}: {len(y)} rows, {y.sum()} positive ({y.mean():.1%})",
+            file=sys.stderr,
+        )
+        for model_name, model in models.items():
+            result = cross_validate_model(
+                model,
+                X,
+                y,
+                cv=args.cv,
+                random_state=args.random_state,
+                progress=progress,
+                label=f"{data_name}  {model_name}",
+            )
+            rows[(data_name, model_name)] = result["scores"]
+            results[(data_name, model_name)] = result
+    return rows, results
+
+
+def run_demo(args):
+    datasets = demo_datasets(args.random_state)
+    models = demo_models(args.quick, args.random_state)
+    progress = Progress(len(datasets) * len(models) * args.cv, quiet=args.quiet)
+    # One thread each: the models are small, and the demo should show the
+    # cost of a fit on one core rather than compete with the user's other work.
+    with threadpool_limits(limits=1):
+        rows, results = demo_cross_validation(datasets, models, args, progress)
+    print(
+        f"\n{args.cv}-fold stratified cross-validation, mean (sd) over folds; "
+        "positive class: malignant\n"
+    )
+    print(format_table(rows, ("data", "model")))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = pd.DataFrame(
+        [
+            {"data": data, "model": model, **scores, "fold": fold}
+            for (data, model), fold_scores in rows.items()
+            for fold, scores in enumerate(fold_scores, start=1)
+        ]
+    )
+    summary.to_csv(out / "scores.csv", index=False)
+    written = [out / "scores.csv"]
+    try:
+        written += demo_figures(datasets, results, out)
+    except ImportError as exc:
+        print(f"note: no figures written: {exc}", file=sys.stderr)
+    print("\nwritten: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def demo_figures(datasets, results, out):
+    """Reliability diagrams and loss curves of the demo, as PNG files."""
+    from .plot import _pyplot, plot_loss_curves, plot_reliability
+
+    plt = _pyplot()
+    paths = []
+    fig, axes = plt.subplots(
+        2,
+        len(datasets),
+        figsize=(6.5 * len(datasets), 8.5),
+        height_ratios=(3, 1),
+        constrained_layout=True,
+    )
+    for column, (data_name, (_, y)) in enumerate(datasets.items()):
+        ax, hist_ax = axes[:, column]
+        for (data, model_name), result in results.items():
+            if data == data_name:
+                plot_reliability(
+                    y, result["proba"], name=model_name, ax=ax, hist_ax=hist_ax
+                )
+        ax.set(
+            title=f"{data_name} ({y.mean():.0%} malignant), out-of-fold",
+            xlabel="",
+            ylabel="Observed fraction malignant",
+        )
+        hist_ax.set_xlabel("Predicted probability of malignant")
+    fig.suptitle("Reliability diagram (10 equal-width bins)")
+    paths.append(out / "reliability.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    for data_name in datasets:
+        fitted = results[(data_name, "DualHead(balanced)")]["first_model"]
+        axes = plot_loss_curves(fitted)
+        fig = axes[0].figure
+        fig.suptitle(
+            f"DualHead(balanced) on {data_name}, first training fold: loss terms per epoch"
+        )
+        paths.append(out / f"loss_curves_{data_name}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+# -------------------------------------------------------------- fit, predict
+
+
+def read_table(path):
+    """Read a CSV (or Parquet) file into a DataFrame with at least one row."""
+    path = pathlib.Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except ImportError as exc:
+        raise UserError(
+            f"cannot read {path}: reading Parquet needs pyarrow "
+            "(pip install pyarrow)."
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise UserError(f"{path} is empty.") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        # OSError: missing or unreadable file; ValueError (ParserError among
+        # them): not a well-formed table.
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    if len(frame) == 0:
+        raise UserError(f"{path} has a header but no data rows.")
+    return frame
+
+
+def strategy_choices():
+    """Strategy names the estimator accepts (``"auto"`` when it has one)."""
+    names = set(STRATEGIES)
+    for constraint in DualHeadClassifier._parameter_constraints["strategy"]:
+        if isinstance(constraint, StrOptions):
+            names |= set(constraint.options)
+    return sorted(names)
+
+
+def split_target(frame, target, path):
+    """Features and labels, without rows whose label is missing."""
+    if target not in frame.columns:
+        raise UserError(
+            f"target column {target!r} is not in {path}; its columns are: "
+            + ", ".join(map(str, frame.columns))
+        )
+    missing = frame[target].isna()
+    if missing.any():
+        print(
+            f"note: {missing.sum()} rows with no value in {target!r} are left out.",
+            file=sys.stderr,
+        )
+        frame = frame[~missing]
+    y = frame[target].to_numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) == 0:
+        raise UserError(f"target column {target!r} has no values.")
+    if len(classes) == 1:
+        raise UserError(
+            f"target column {target!r} has a single class, {classes[0]!r}; "
+            "a classifier needs at least two."
+        )
+    return frame.drop(columns=target), y, counts.min()
+
+
+def run_fit(args):
+    frame = read_table(args.data)
+    X, y, smallest = split_target(frame, args.target, args.data)
+    model = DualHeadClassifier(
+        args.strategy,
+        max_epochs=args.max_epochs,
+        random_state=args.random_state,
+        verbose=args.verbose,
+    )
+    if args.cv > 1:
+        if smallest < args.cv:
+            raise UserError(
+                f"the rarest class of {args.target!r} has {smallest} rows, fewer "
+                f"than --cv {args.cv} folds; lower --cv or use --cv 0 to skip it."
+            )
+        progress = Progress(args.cv, quiet=args.quiet)
+        result = cross_validate_model(
+            model.set_params(verbose=0),
+            X,
+            y,
+            cv=args.cv,
+            random_state=args.random_state,
+            progress=progress,
+            label="cross-validation",
+        )
+        print(f"{args.cv}-fold stratified cross-validation, mean (sd) over folds")
+        print(format_table({(str(args.data),): result["scores"]}, ("data",)))
+    start = time.perf_counter()
+    model.set_params(verbose=args.verbose).fit(X, y)
+    seconds = time.perf_counter() - start
+    strategy = getattr(model, "strategy_", model.strategy)
+    reason = getattr(model, "strategy_reason_", None)
+    print(f"strategy: {strategy}" + (f" ({reason})" if reason else ""))
+    print(
+        f"fitted on {len(y)} rows in {seconds:.1f} s, {model.n_epochs_} epochs "
+        f"(kept epoch {model.best_epoch_})"
+    )
+    out = pathlib.Path(args.out)
+    try:
+        joblib.dump(model, out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc}") from exc
+    print(f"model saved to {out}")
+    return 0
+
+
+def load_model(path):
+    """Load a model saved by ``sk-dualhead fit``."""
+    try:
+        model = joblib.load(path)
+    except FileNotFoundError as exc:
+        raise UserError(f"model file {path} does not exist.") from exc
+    except Exception as exc:
+        # Unpickling a foreign file fails in many ways (UnpicklingError,
+        # KeyError, EOFError, ValueError, ...); all mean "not our model".
+        raise UserError(
+            f"{path} is not a model saved by sk-dualhead fit "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    if not isinstance(model, DualHeadClassifier) or not hasattr(model, "classes_"):
+        raise UserError(
+            f"{path} holds a {type(model).__name__}, not a fitted "
+            "DualHeadClassifier saved by sk-dualhead fit."
+        )
+    return model
+
+
+def run_predict(args):
+    model = load_model(args.model)
+    frame = read_table(args.data)
+    columns = getattr(model, "feature_names_in_", None)
+    if columns is not None:
+        missing = [name for name in columns if name not in frame.columns]
+        if missing:
+            raise UserError(
+                f"{args.data} lacks columns the model was trained on: "
+                + ", ".join(map(str, missing))
+            )
+        # Extra columns (the target, an id) are ignored; order follows training.
+        frame = frame[list(columns)]
+    elif frame.shape[1] != model.n_features_in_:
+        raise UserError(
+            f"{args.data} has {frame.shape[1]} columns; the model expects "
+            f"{model.n_features_in_}."
+        )
+    proba = model.predict_proba(frame)
+    predictions = pd.DataFrame(
+        {"prediction": model.classes_[proba.argmax(axis=1)]}
+        | {f"proba_{label}": proba[:, i] for i, label in enumerate(model.classes_)}
+    )
+    out = sys.stdout if args.out == "-" else args.out
+    try:
+        predictions.to_csv(out, index=False)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc}") from exc
+    if args.out != "-":
+        print(f"{len(predictions)} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="sk-dualhead",
+        description="Two-headed neural network classifier for tabular data.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="compare the strategies with baselines on breast cancer data",
+        description=(
+            "Cross-validate DualHeadClassifier's strategies, LogisticRegression "
+            "and HistGradientBoosting on scikit-learn's breast cancer data and "
+            f"on a copy with about {DEMO_POSITIVE_SHARE:.0%} positives; print a "
+            "table and write figures to --out."
+        ),
+    )
+    demo.add_argument(
+        "--out",
+        default="sk_dualhead_demo",
+        help="folder for the figures and scores (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--cv", type=int, default=3, help="number of folds (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny networks and few epochs, for a smoke test",
+    )
+    demo.set_defaults(func=run_demo)
+
+    fit = commands.add_parser(
+        "fit",
+        help="cross-validate and fit a model on a CSV or Parquet table",
+        description=(
+            "Cross-validate a DualHeadClassifier on a table, then fit it on all "
+            "rows and save it with joblib."
+        ),
+    )
+    fit.add_argument("data", help="CSV file (or .parquet when pyarrow is installed)")
+    fit.add_argument("--target", required=True, help="name of the label column")
+    choices = strategy_choices()
+    fit.add_argument(
+        "--strategy",
+        choices=choices,
+        default="auto" if "auto" in choices else "balanced",
+        help="loss strategy (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--cv",
+        type=int,
+        default=5,
+        help="folds of the cross-validation; 0 skips it (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--max-epochs", type=int, default=200, help="(default: %(default)s)"
+    )
+    fit.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="training output of the final fit: 0 none, 1 a table per epoch, 2 a progress bar",
+    )
+    fit.add_argument("--out", required=True, help="where to save the model (.joblib)")
+    fit.set_defaults(func=run_fit)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict the rows of a table with a saved model",
+        description=(
+            "Write one row per input row: the predicted label and one "
+            "probability column per class. Only load model files you trust: "
+            "joblib files can run code when loaded."
+        ),
+    )
+    predict.add_argument("model", help="model file written by sk-dualhead fit")
+    predict.add_argument("data", help="CSV file (or .parquet) with the feature columns")
+    predict.add_argument(
+        "--out", default="-", help="output CSV; '-' writes to stdout (default)"
+    )
+    predict.set_defaults(func=run_predict)
+
+    for command in (demo, fit):
+        command.add_argument(
+            "--random-state",
+            type=int,
+            default=0,
+            help="seed of the folds and the networks (default: %(default)s)",
+        )
+        command.add_argument(
+            "--quiet", action="store_true", help="no progress lines on stderr"
+        )
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 when the input cannot be used (the reason is
+        printed on stderr), 2 for a malformed command line.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"sk-dualhead {args.command}: error: {exc}", file=sys.stderr)
+        return 1
