@@ -24,10 +24,18 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from ._engine import DualHeadNet, TensorBatches, TensorDataset, head_log_proba
+from .calibration import CALIBRATORS
 from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
 from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
-from .strategies import STRATEGIES, build_loss
+from .strategies import (
+    KNOBS,
+    STRATEGIES,
+    build_loss,
+    choose_strategy,
+    resolve_strategy,
+    strategy_alpha,
+)
 
 __all__ = ["DualHeadClassifier"]
 
@@ -111,9 +119,29 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     ----------
     strategy : str, default="balanced"
         Name of the loss strategy, a key of
-        :data:`sk_dualhead.strategies.STRATEGIES`. ``"balanced"``: focal loss
-        (``gamma=2``) on the main head, cross-entropy with label smoothing
-        0.15 on the auxiliary head, weights 0.7 / 0.25 / 0.05.
+        :data:`sk_dualhead.strategies.STRATEGIES`, or ``"auto"``. All use
+        weights 0.7 / 0.25 / 0.05 for main, auxiliary and consistency terms.
+
+        - ``"balanced"``: focal loss (``gamma=2``) on the main head,
+          cross-entropy with label smoothing 0.15 on the auxiliary head.
+        - ``"focal_smooth"`` (severe imbalance): both heads weigh classes by
+          their effective number (``class_balance_beta=0.999``); main focal
+          loss with label smoothing 0.05, auxiliary smoothing 0.1. The prior
+          shift of the class weights is undone at prediction.
+        - ``"confidence_aware"`` (probabilities must be accurate): main
+          adaptive focal loss (FLSD-53), auxiliary smoothing 0.1 with a
+          confidence penalty 0.1; post-hoc calibration even when
+          ``calibration=None``.
+        - ``"adversarial"`` (noisy data): half the main loss on FGSM inputs
+          (``adversarial_epsilon=0.05``), auxiliary generalized
+          cross-entropy (``noise_q=0.7``).
+        - ``"double_focal"``: focal loss on both heads, the design note's
+          rejected design, kept as a baseline.
+        - ``"auto"``: chosen from the training data by
+          :func:`~sk_dualhead.strategies.choose_strategy`: minority/majority
+          ratio below 0.1 gives ``"focal_smooth"``; else
+          ``calibrated_probabilities=True`` gives ``"confidence_aware"``;
+          else noisy labels give ``"adversarial"``; else ``"balanced"``.
 
     hidden_sizes : tuple of int, default=(256, 256)
         Widths of the trunk's hidden layers.
@@ -169,6 +197,45 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     loss_weights : tuple of 3 floats, default=None
         ``(w_main, w_aux, w_consistency)``; ``None`` keeps the strategy's.
+
+    class_balance_beta : float, default=None
+        ``beta`` in ``[0, 1)`` of the class-balanced weights (Cui et al.
+        2019) of both heads; ``None`` keeps the strategy's (only
+        ``"focal_smooth"`` balances by default).
+
+    confidence_penalty : float, default=None
+        Weight of the entropy bonus (Pereyra et al. 2017) of an auxiliary
+        cross-entropy; ``None`` keeps the strategy's.
+
+    adversarial_epsilon : float, default=None
+        FGSM step on the preprocessed continuous inputs; 0 turns
+        adversarial training off; ``None`` keeps the strategy's.
+
+    noise_q : float, default=None
+        ``q`` in ``(0, 1]`` of an auxiliary generalized cross-entropy;
+        ``None`` keeps the strategy's.
+
+    calibration : {"temperature", "platt"} or None, default="temperature"
+        Post-hoc calibration fitted, after training, on the log-probabilities
+        of the held-out early-stopping split and applied by
+        ``predict_proba``. ``"temperature"`` (Guo et al. 2017) keeps the
+        predicted classes and rankings; ``"platt"`` (two classes only) also
+        fits an intercept. The default was chosen on the ablation benchmark
+        (``docs/benchmarks/ablation.md``): focal loss and label smoothing
+        leave the probabilities under-confident, and temperature scaling
+        lowered ECE and Brier score there. Without a held-out split
+        (``early_stopping=False``, or data too small to split) nothing is
+        calibrated and ``calibrator_`` is None: calibrating on the rows
+        the network was trained on would fit its over-fitting, not undo it.
+
+    calibrated_probabilities : bool, default=False
+        Whether probabilities must be accurate; used by ``strategy="auto"``.
+
+    noisy_labels : bool or "auto", default="auto"
+        Whether the labels are noisy; used by ``strategy="auto"``.
+        ``"auto"`` measures the out-of-fold disagreement of a logistic
+        regression with the labels and calls them noisy above 0.2 (see
+        :func:`~sk_dualhead.strategies.estimate_label_noise`).
 
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``.
@@ -231,6 +298,20 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     device_ : str
         The device the model was trained on.
 
+    strategy_ : str
+        The strategy trained with (``strategy`` resolved when ``"auto"``).
+
+    strategy_reason_ : str
+        Why: the measured traits of the data under ``"auto"``.
+
+    prior_correction_ : ndarray of shape (n_classes,) or None
+        Added to both heads' logits at prediction to undo the prior shift of
+        class-balanced weights, ``-log(alpha)``; None without them.
+
+    calibrator_ : TemperatureScaling, PlattScaling or None
+        The fitted post-hoc calibration (``temperature_`` or ``slope_`` and
+        ``intercept_``), or None when none was fitted.
+
     See Also
     --------
     sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
@@ -249,7 +330,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "strategy": [StrOptions(set(STRATEGIES))],
+        "strategy": [StrOptions(set(STRATEGIES) | {"auto"})],
         "hidden_sizes": [tuple, list],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -265,6 +346,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         "gamma": [Interval(Real, 0, None, closed="left"), None],
         "label_smoothing": [Interval(Real, 0, 1, closed="left"), None],
         "loss_weights": [tuple, list, None],
+        "class_balance_beta": [Interval(Real, 0, 1, closed="left"), None],
+        "confidence_penalty": [Interval(Real, 0, None, closed="left"), None],
+        "adversarial_epsilon": [Interval(Real, 0, None, closed="left"), None],
+        "noise_q": [Interval(Real, 0, 1, closed="right"), None],
+        "calibration": [StrOptions(set(CALIBRATORS)), None],
+        "calibrated_probabilities": ["boolean"],
+        "noisy_labels": ["boolean", StrOptions({"auto"})],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "predict_head": [StrOptions({"main", "aux", "mean"})],
         "preprocessing": [StrOptions({"auto"}), HasMethods(["fit", "transform"]), None],
@@ -293,6 +381,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         gamma=None,
         label_smoothing=None,
         loss_weights=None,
+        class_balance_beta=None,
+        confidence_penalty=None,
+        adversarial_epsilon=None,
+        noise_q=None,
+        calibration="temperature",
+        calibrated_probabilities=False,
+        noisy_labels="auto",
         class_weight=None,
         predict_head="main",
         preprocessing="auto",
@@ -317,6 +412,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.gamma = gamma
         self.label_smoothing = label_smoothing
         self.loss_weights = loss_weights
+        self.class_balance_beta = class_balance_beta
+        self.confidence_penalty = confidence_penalty
+        self.adversarial_epsilon = adversarial_epsilon
+        self.noise_q = noise_q
+        self.calibration = calibration
+        self.calibrated_probabilities = calibrated_probabilities
+        self.noisy_labels = noisy_labels
         self.class_weight = class_weight
         self.predict_head = predict_head
         self.preprocessing = preprocessing
@@ -357,6 +459,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self._check_hyperparameters()
         X, y = self._validate_input(X, y, reset=True)
         y = self._encode_targets(y)
+        if self.calibration == "platt" and len(self.classes_) > 2:
+            raise ValueError(
+                f"calibration='platt' needs 2 classes, got {len(self.classes_)}; "
+                "use calibration='temperature'."
+            )
         weights = self._sample_weights(X, y, sample_weight)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -368,6 +475,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         features = self._as_float32(X)
         self.device_ = resolve_device(self.device)
         self.preprocessor_ = preprocessor
+        self._resolve_strategy(y, features, seed)
+        class_counts = np.bincount(y[train], minlength=len(self.classes_))
+        alpha = strategy_alpha(self._strategy_entry(), class_counts)
+        self.prior_correction_ = None if alpha is None else -np.log(alpha.double().numpy())
 
         # Weights are scaled to average one over the rows trained on, so the
         # learning rate means the same with and without them.
@@ -382,17 +493,47 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             else None
             for rows in (train, valid)
         ]
-        self.net_ = self._make_net(features, len(train), datasets[1])
+        self.net_ = self._make_net(features, len(train), datasets[1], class_counts)
         with _torch_threads(self.n_threads), _seeded(seed, self.device_):
             self.net_.fit(datasets[0], y=None)
         # The split holds the held-out rows; a saved model must not carry data.
         self.net_.train_split = None
+        self.calibrator_ = None
+        method = self.calibration
+        if method is None and self._strategy_entry().always_calibrate:
+            method = "temperature"
+        if method is not None and valid is not None:
+            with _torch_threads(self.n_threads):
+                held_out = self._uncalibrated_log_proba(torch.from_numpy(features[valid]))
+            self.calibrator_ = CALIBRATORS[method]().fit(
+                held_out, y[valid], weights[valid]
+            )
 
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
         stopper = dict(self.net_.callbacks_).get("early_stopping")
         self.best_epoch_ = stopper.best_epoch_ if stopper else self.n_epochs_
         return self
+
+    def _knobs(self):
+        return {knob: getattr(self, knob) for knob in KNOBS}
+
+    def _strategy_entry(self):
+        return resolve_strategy(self.strategy_, **self._knobs())
+
+    def _resolve_strategy(self, y, features, seed):
+        """Set ``strategy_`` and ``strategy_reason_``, running the auto rule."""
+        if self.strategy != "auto":
+            self.strategy_ = self.strategy
+            self.strategy_reason_ = f"strategy={self.strategy!r} was given"
+            return
+        self.strategy_, self.strategy_reason_ = choose_strategy(
+            y,
+            calibrated_probabilities=self.calibrated_probabilities,
+            noisy_labels=self.noisy_labels,
+            X=features,
+            random_state=seed,
+        )
 
     def _check_hyperparameters(self):
         """Checks the declarative constraints cannot express."""
@@ -528,7 +669,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return features
 
-    def _make_net(self, features, n_train, valid_dataset):
+    def _make_net(self, features, n_train, valid_dataset, class_counts):
         preprocessor = self.preprocessor_
         cardinalities = tuple(getattr(preprocessor, "category_cardinalities_", ()))
         n_continuous = features.shape[1] - len(cardinalities)
@@ -539,10 +680,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             else self.batch_size
         )
         loss = build_loss(
-            self.strategy,
-            gamma=self.gamma,
-            label_smoothing=self.label_smoothing,
+            self.strategy_,
             loss_weights=self.loss_weights,
+            class_counts=class_counts,
+            **self._knobs(),
         )
         callbacks = []
         if valid_dataset is not None:
@@ -582,11 +723,20 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             train_split=predefined_split(valid_dataset) if valid_dataset is not None else None,
             callbacks=callbacks,
             predict_head=self.predict_head,
+            adversarial_epsilon=self._strategy_entry().adversarial_epsilon,
             device=self.device_,
             verbose=self.verbose,
         )
 
     # -------------------------------------------------------------- predict
+
+    def _uncalibrated_log_proba(self, features):
+        """Prediction head's log-probabilities, prior-corrected, not calibrated."""
+        main_logits, aux_logits = self.net_.predict_logits(features)
+        if self.prior_correction_ is not None:
+            correction = torch.from_numpy(self.prior_correction_)
+            main_logits, aux_logits = main_logits + correction, aux_logits + correction
+        return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
 
     def _log_proba(self, X):
         check_is_fitted(self)
@@ -595,8 +745,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             X = self.preprocessor_.transform(X)
         features = torch.from_numpy(self._as_float32(X))
         with _torch_threads(self.n_threads):
-            main_logits, aux_logits = self.net_.predict_logits(features)
-        return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
+            log_proba = self._uncalibrated_log_proba(features)
+        if self.calibrator_ is not None:
+            log_proba = self.calibrator_.transform(log_proba)
+        return log_proba
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
