@@ -126,8 +126,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
           cross-entropy with label smoothing 0.15 on the auxiliary head.
         - ``"focal_smooth"`` (severe imbalance): both heads weigh classes by
           their effective number (``class_balance_beta=0.999``); main focal
-          loss with label smoothing 0.05, auxiliary smoothing 0.1. The prior
-          shift of the class weights is undone at prediction.
+          loss, auxiliary smoothing 0.1. The prior shift of the class
+          weights is undone at prediction.
         - ``"confidence_aware"`` (probabilities must be accurate): main
           adaptive focal loss (FLSD-53), auxiliary smoothing 0.1 with a
           confidence penalty 0.1; post-hoc calibration even when

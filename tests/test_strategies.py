@@ -77,7 +77,7 @@ def _gce(z, t, q):
 HAND = {
     "balanced": (lambda z, t: _focal(z, t, 2.0), lambda z, t: _ce(z, t, 0.15)),
     "focal_smooth": (
-        lambda z, t: _focal(z, t, 2.0, 0.05, _alpha(0.999)),
+        lambda z, t: _focal(z, t, 2.0, alpha=_alpha(0.999)),
         lambda z, t: _ce(z, t, 0.1, _alpha(0.999)),
     ),
     "confidence_aware": (_flsd53, lambda z, t: _ce(z, t, 0.1, beta=0.1)),
