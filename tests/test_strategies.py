@@ -319,18 +319,18 @@ def test_grid_search_over_strategies_and_knobs(binary):
     X, y = binary
     grid = [
         {"strategy": ["balanced", "focal_smooth"], "class_balance_beta": [None, 0.99]},
-        {"strategy": ["confidence_aware"], "confidence_penalty": [0.0, 0.2]},
-        {"strategy": ["adversarial"], "adversarial_epsilon": [0.0, 0.1], "noise_q": [0.5]},
-        {"strategy": ["auto"], "calibration": [None, "platt"]},
+        {"strategy": ["confidence_aware"], "confidence_penalty": [0.2]},
+        {"strategy": ["adversarial"], "adversarial_epsilon": [0.1], "noise_q": [0.5]},
+        {"strategy": ["auto"], "calibration": ["platt"]},
     ]
     search = GridSearchCV(
-        DualHeadClassifier(**FAST),
+        DualHeadClassifier(**{**FAST, "max_epochs": 5}),
         grid,
         cv=StratifiedKFold(2, shuffle=True, random_state=0),
         scoring="neg_log_loss",
         error_score="raise",
     ).fit(X, y)
-    assert len(search.cv_results_["params"]) == 4 + 2 + 2 + 2
+    assert len(search.cv_results_["params"]) == 4 + 1 + 1 + 1
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_estimator_.strategy_ in STRATEGIES
 
