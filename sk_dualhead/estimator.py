@@ -748,7 +748,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             log_proba = self._uncalibrated_log_proba(features)
         if self.calibrator_ is not None:
             log_proba = self.calibrator_.transform(log_proba)
-        return log_proba
+        # A sharp calibration can push log-probabilities below -708, where
+        # exp underflows to 0; clipped there, predict_log_proba stays equal
+        # to log(predict_proba).
+        return np.maximum(log_proba, np.log(np.finfo(np.float64).tiny))
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
