@@ -187,9 +187,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Minimum decrease of the validation log loss that counts as an
         improvement.
 
-    gamma : float, default=None
-        Focusing parameter of the main head's focal loss; ``None`` keeps the
-        strategy's value.
+    gamma : float or "adaptive", default=None
+        Focusing parameter of the main head's focal loss; ``"adaptive"`` is
+        FLSD-53 (gamma 5 where the true class has probability below 0.2,
+        else 3); ``None`` keeps the strategy's value.
 
     label_smoothing : float, default=None
         Label smoothing of the auxiliary head's cross-entropy; ``None`` keeps
@@ -343,7 +344,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "gamma": [Interval(Real, 0, None, closed="left"), None],
+        "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"adaptive"}), None],
         "label_smoothing": [Interval(Real, 0, 1, closed="left"), None],
         "loss_weights": [tuple, list, None],
         "class_balance_beta": [Interval(Real, 0, 1, closed="left"), None],

@@ -130,6 +130,14 @@ def test_knobs_override_the_entry_where_the_loss_takes_them():
     assert STRATEGIES["adversarial"].adversarial_epsilon == 0.05
 
 
+def test_adaptive_gamma_is_a_knob(binary):
+    X, y = binary
+    clf = DualHeadClassifier(gamma="adaptive", **FAST).fit(X, y)
+    assert clf.net_.criterion_.main_loss.keywords["gamma"] == "adaptive"
+    with pytest.raises(ValueError, match="gamma"):
+        DualHeadClassifier(gamma="steep").fit(X, y)
+
+
 def test_class_balancing_needs_counts(batch):
     with pytest.raises(ValueError, match="class_counts"):
         build_loss("focal_smooth")
