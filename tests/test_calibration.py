@@ -117,7 +117,7 @@ def test_estimator_applies_its_calibrator(binary, calibration):
 
 def test_temperature_calibrates_three_classes(three_class):
     X, y = three_class
-    clf = DualHeadClassifier(calibration="temperature", **FAST).fit(X, y)
+    clf = DualHeadClassifier(**FAST).fit(X, y)
     assert clf.calibrator_.temperature_ > 0
     assert clf.predict_proba(X).shape == (300, 3)
 
@@ -142,6 +142,14 @@ def test_confidence_aware_always_calibrates(binary):
     assert isinstance(clf.calibrator_, TemperatureScaling)
 
 
+def test_auto_calibration_is_platt_for_two_classes_temperature_else(binary, three_class):
+    two = DualHeadClassifier(calibration="auto", **FAST).fit(*binary)
+    assert isinstance(two.calibrator_, PlattScaling)
+    three = DualHeadClassifier(calibration="auto", **FAST).fit(*three_class)
+    assert isinstance(three.calibrator_, TemperatureScaling)
+    assert isinstance(DualHeadClassifier(**FAST).fit(*binary).calibrator_, TemperatureScaling)
+
+
 def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):
     # The calibrator is fitted on the early-stopping rows, not the training rows:
     # captured at fit time, its log-likelihood there beats no calibration.
@@ -155,7 +163,9 @@ def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):
 
     monkeypatch.setattr(TemperatureScaling, "fit", spy)
     X, y = binary
-    clf = DualHeadClassifier(validation_fraction=0.2, **FAST).fit(X, y)
+    clf = DualHeadClassifier(
+        calibration="temperature", validation_fraction=0.2, **FAST
+    ).fit(X, y)
     assert seen["n_rows"] == 60
     rows = np.arange(60)
     before = -log_softmax(seen["logits"], axis=1)[rows, seen["y"]].mean()
