@@ -83,7 +83,9 @@ class TemperatureScaling:
         logits, y, sample_weight = _check(logits, y, sample_weight)
 
         def loss(log_t):
-            return _weighted_nll(log_softmax(logits / np.exp(log_t), axis=1), y, sample_weight)
+            return _weighted_nll(
+                log_softmax(logits / np.exp(log_t), axis=1), y, sample_weight
+            )
 
         result = minimize_scalar(
             loss, bounds=(-_LOG_SCALE_BOUND, _LOG_SCALE_BOUND), method="bounded"
@@ -102,7 +104,9 @@ class TemperatureScaling:
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
-        return log_softmax(np.asarray(logits, dtype=np.float64) / self.temperature_, axis=1)
+        return log_softmax(
+            np.asarray(logits, dtype=np.float64) / self.temperature_, axis=1
+        )
 
 
 class PlattScaling:

@@ -18,7 +18,9 @@ def _draw(proba, rng):
 
 @pytest.fixture(scope="module")
 def binary():
-    return make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
+    return make_classification(
+        n_samples=300, n_features=6, n_informative=4, random_state=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +144,16 @@ def test_confidence_aware_always_calibrates(binary):
     assert isinstance(clf.calibrator_, TemperatureScaling)
 
 
-def test_auto_calibration_is_platt_for_two_classes_temperature_else(binary, three_class):
+def test_auto_calibration_is_platt_for_two_classes_temperature_else(
+    binary, three_class
+):
     two = DualHeadClassifier(calibration="auto", **FAST).fit(*binary)
     assert isinstance(two.calibrator_, PlattScaling)
     three = DualHeadClassifier(calibration="auto", **FAST).fit(*three_class)
     assert isinstance(three.calibrator_, TemperatureScaling)
-    assert isinstance(DualHeadClassifier(**FAST).fit(*binary).calibrator_, TemperatureScaling)
+    assert isinstance(
+        DualHeadClassifier(**FAST).fit(*binary).calibrator_, TemperatureScaling
+    )
 
 
 def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):

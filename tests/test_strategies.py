@@ -25,7 +25,9 @@ COUNTS = np.array([60, 30, 10])
 
 @pytest.fixture(scope="module")
 def binary():
-    return make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
+    return make_classification(
+        n_samples=300, n_features=6, n_informative=4, random_state=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,9 @@ def test_loss_terms_match_their_formulas(name, batch):
         terms[1:], torch.stack([expected_main, expected_aux, expected_consistency])
     )
     w = STRATEGIES[name].weights
-    expected_total = w[0] * expected_main + w[1] * expected_aux + w[2] * expected_consistency
+    expected_total = (
+        w[0] * expected_main + w[1] * expected_aux + w[2] * expected_consistency
+    )
     assert terms[0].item() == pytest.approx(expected_total.item())
 
 
@@ -171,7 +175,9 @@ def test_focal_smooth_undoes_its_prior_shift(binary):
         "focal_smooth", calibration=None, early_stopping=False, **FAST
     ).fit(X, y)
     raw = (1 - 0.999) / (1 - 0.999 ** np.array([150.0, 30.0]))
-    np.testing.assert_allclose(clf.prior_correction_, -np.log(raw / raw.mean()), rtol=1e-6)
+    np.testing.assert_allclose(
+        clf.prior_correction_, -np.log(raw / raw.mean()), rtol=1e-6
+    )
     # The correction is added to both heads' logits before the softmax.
     main, _ = clf.net_.predict_logits(torch.from_numpy(clf.preprocessor_.transform(X)))
     expected = torch.log_softmax(main + torch.from_numpy(clf.prior_correction_), dim=1)
@@ -212,7 +218,10 @@ def test_fgsm_moves_continuous_columns_only(monkeypatch):
     X, y = _table()
     seen = _record_inputs(monkeypatch)
     clf = DualHeadClassifier(
-        "adversarial", adversarial_epsilon=0.1, early_stopping=False, **{**FAST, "max_epochs": 1}
+        "adversarial",
+        adversarial_epsilon=0.1,
+        early_stopping=False,
+        **{**FAST, "max_epochs": 1},
     ).fit(X, y)
     n_continuous = clf.net_.module_.n_continuous
     assert len(clf.preprocessor_.category_cardinalities_) == 1
@@ -228,7 +237,9 @@ def test_fgsm_moves_continuous_columns_only(monkeypatch):
 def test_no_adversarial_pass_without_epsilon(monkeypatch):
     X, y = _table()
     seen = _record_inputs(monkeypatch)
-    clf = DualHeadClassifier(early_stopping=False, **{**FAST, "max_epochs": 1}).fit(X, y)
+    clf = DualHeadClassifier(early_stopping=False, **{**FAST, "max_epochs": 1}).fit(
+        X, y
+    )
     assert len(seen) == clf.history_[-1, "train_batch_count"]
 
 
