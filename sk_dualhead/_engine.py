@@ -127,13 +127,20 @@ class DualHeadNet(NeuralNet):
     predict_head : {"main", "aux", "mean"}
         Head whose probabilities are scored as ``valid_log_loss`` and
         returned by :meth:`predict_log_proba`.
+    adversarial_epsilon : float, default=0.0
+        When positive, the main loss of each training batch is the mean of
+        its value on the batch and on an FGSM copy of it (Goodfellow et al.
+        2015): the continuous input columns moved by ``epsilon`` times the
+        sign of the main loss's gradient. Category code columns are never
+        perturbed.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
 
-    def __init__(self, *args, predict_head="main", **kwargs):
+    def __init__(self, *args, predict_head="main", adversarial_epsilon=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.predict_head = predict_head
+        self.adversarial_epsilon = adversarial_epsilon
 
     def get_default_callbacks(self):
         # Loss terms are recorded per epoch by run_single_epoch, so skorch's
@@ -164,10 +171,29 @@ class DualHeadNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
+        if self.adversarial_epsilon > 0:
+            Xi = Xi.detach().requires_grad_(True)
         y_pred = self.infer(Xi, **fit_params)
         terms = self.get_loss_terms(y_pred, yi, training=True)
-        terms[0].backward()
+        loss = terms[0]
+        if self.adversarial_epsilon > 0:
+            loss = loss + self._adversarial_main_loss(Xi, yi, terms, **fit_params)
+        loss.backward()
         return {"loss": terms[0], "y_pred": y_pred, "terms": terms.detach()}
+
+    def _adversarial_main_loss(self, Xi, yi, terms, **fit_params):
+        """Change of the total loss when half its main term is taken on FGSM inputs."""
+        (grad,) = torch.autograd.grad(terms[1], Xi, retain_graph=True)
+        n_continuous = self.module_.n_continuous
+        step = torch.zeros_like(Xi)
+        step[:, :n_continuous] = self.adversarial_epsilon * grad[:, :n_continuous].sign()
+        main_logits, _ = self.infer(Xi.detach() + step, **fit_params)
+        target, sample_weight = yi
+        adversarial = self.criterion_.main_loss(
+            main_logits, target, sample_weight=sample_weight
+        )
+        w_main = self.criterion_.weights[0]
+        return w_main * 0.5 * (adversarial - terms[1])
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)

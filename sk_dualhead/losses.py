@@ -17,7 +17,10 @@ from torch import nn
 
 __all__ = [
     "focal_loss",
+    "adaptive_gamma",
+    "class_balanced_alpha",
     "smoothed_cross_entropy",
+    "generalized_cross_entropy",
     "kl_consistency",
     "DualHeadLoss",
 ]
@@ -70,9 +73,10 @@ def focal_loss(
         Unnormalised scores.
     target : torch.LongTensor of shape (n_samples,)
         Class indices in ``[0, n_classes)``.
-    gamma : float or torch.Tensor, default=2.0
+    gamma : float, torch.Tensor or "adaptive", default=2.0
         Focusing parameter; larger values down-weight well-classified samples.
-        A tensor of shape ``(n_samples,)`` gives each sample its own gamma.
+        A tensor of shape ``(n_samples,)`` gives each sample its own gamma;
+        ``"adaptive"`` uses :func:`adaptive_gamma` (FLSD-53).
     alpha : torch.Tensor of shape (n_classes,), default=None
         Per-class weights, applied by the sample's true class.
     label_smoothing : float, default=0.0
@@ -100,6 +104,10 @@ def focal_loss(
     log_p = F.log_softmax(logits, dim=1)
     # 1 - p computed as -expm1(log p) keeps precision when p is close to 1.
     one_minus_p = -torch.expm1(log_p)
+    if isinstance(gamma, str):
+        if gamma != "adaptive":
+            raise ValueError(f"gamma must be a number or 'adaptive', got {gamma!r}.")
+        gamma = adaptive_gamma(logits, target)
     gamma = torch.as_tensor(gamma, dtype=log_p.dtype, device=log_p.device)
     if gamma.ndim == 1:
         gamma = gamma.unsqueeze(1)
@@ -115,19 +123,105 @@ def focal_loss(
     return _reduce(per_sample, sample_weight, reduction)
 
 
+def adaptive_gamma(logits, target, *, threshold=0.2, low_gamma=5.0, high_gamma=3.0):
+    r"""Per-sample focal gamma of FLSD-53 (Mukhoti et al. 2020).
+
+    .. math:: \gamma_i = 5 \text{ if } p_{i,y_i} < 0.2 \text{ else } 3
+
+    A strong focus on samples the model gets badly wrong, a milder one
+    elsewhere. The probability is read without gradient: gamma is a
+    schedule, not a function to differentiate.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_samples, n_classes)
+        Unnormalised scores.
+    target : torch.LongTensor of shape (n_samples,)
+        Class indices.
+    threshold : float, default=0.2
+        Probability of the true class below which ``low_gamma`` applies.
+    low_gamma : float, default=5.0
+        Gamma of samples whose true class has probability below ``threshold``.
+    high_gamma : float, default=3.0
+        Gamma of the others.
+
+    Returns
+    -------
+    gamma : torch.Tensor of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import adaptive_gamma
+    >>> adaptive_gamma(torch.tensor([[3.0, 0.0], [3.0, 0.0]]), torch.tensor([0, 1]))
+    tensor([3., 5.])
+    """
+    with torch.no_grad():
+        p_true = F.softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+        return torch.where(
+            p_true < threshold,
+            torch.full_like(p_true, low_gamma),
+            torch.full_like(p_true, high_gamma),
+        )
+
+
+def class_balanced_alpha(class_counts, beta=0.999):
+    r"""Class weights from the effective number of samples (Cui et al. 2019).
+
+    .. math:: \alpha_c \propto \frac{1 - \beta}{1 - \beta^{n_c}}
+
+    normalised to average one over the classes. ``beta=0`` weighs all
+    classes equally; as ``beta`` approaches 1 the weights approach the
+    inverse class frequencies.
+
+    Parameters
+    ----------
+    class_counts : array-like of shape (n_classes,)
+        Number (or total weight) of training samples of each class.
+    beta : float, default=0.999
+        Overlap parameter in ``[0, 1)``.
+
+    Returns
+    -------
+    alpha : torch.Tensor of shape (n_classes,), float64
+        Weights, mean one.
+
+    Examples
+    --------
+    >>> from sk_dualhead.losses import class_balanced_alpha
+    >>> class_balanced_alpha([900, 100], beta=0.999)
+    tensor([0.2764, 1.7236], dtype=torch.float64)
+    """
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).clamp_min(1.0)
+    beta = torch.as_tensor(beta, dtype=torch.float64)
+    # (1 - beta) / (1 - beta**n), with 1 - beta**n = -expm1(n log beta) kept
+    # precise for beta close to one; beta = 0 gives equal weights.
+    if beta == 0:
+        alpha = torch.ones_like(counts)
+    else:
+        alpha = (1.0 - beta) / -torch.expm1(counts * torch.log(beta))
+    return alpha / alpha.mean()
+
+
 def smoothed_cross_entropy(
     logits,
     target,
     *,
     label_smoothing=0.0,
     alpha=None,
+    confidence_penalty=0.0,
     sample_weight=None,
     reduction="mean",
 ):
     r"""Cross-entropy against label-smoothed targets (Szegedy et al. 2016).
 
-    .. math:: \ell = -\alpha_y \sum_k q_k \log p_k, \qquad
+    .. math:: \ell = \alpha_y \Big(-\sum_k q_k \log p_k
+              - \beta H(p)\Big), \qquad
               q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon / K
+
+    where :math:`H(p) = -\sum_k p_k \log p_k` is the entropy of the
+    prediction; :math:`\beta > 0` is the confidence penalty of Pereyra et
+    al. (2017), which discourages over-confident outputs.
 
     Parameters
     ----------
@@ -139,6 +233,8 @@ def smoothed_cross_entropy(
         :math:`\varepsilon` in ``[0, 1)``.
     alpha : torch.Tensor of shape (n_classes,), default=None
         Per-class weights, applied by the sample's true class.
+    confidence_penalty : float, default=0.0
+        :math:`\beta`, weight of the entropy subtracted from the loss.
     sample_weight : torch.Tensor of shape (n_samples,), default=None
         Per-sample weights.
     reduction : {"mean", "sum", "none"}, default="mean"
@@ -160,6 +256,64 @@ def smoothed_cross_entropy(
     per_sample = F.cross_entropy(
         logits, target, reduction="none", label_smoothing=label_smoothing
     )
+    if confidence_penalty:
+        log_p = F.log_softmax(logits, dim=1)
+        # xlogy-style: p log p is 0 where p underflows to 0, never 0 * -inf.
+        entropy = -(log_p.exp() * log_p).sum(dim=1)
+        per_sample = per_sample - confidence_penalty * entropy
+    if alpha is not None:
+        per_sample = per_sample * alpha[target]
+    return _reduce(per_sample, sample_weight, reduction)
+
+
+def generalized_cross_entropy(
+    logits,
+    target,
+    *,
+    q=0.7,
+    alpha=None,
+    sample_weight=None,
+    reduction="mean",
+):
+    r"""Generalized cross-entropy, robust to noisy labels (Zhang & Sabuncu 2018).
+
+    .. math:: \ell = \alpha_y \, \frac{1 - p_y^{\,q}}{q}
+
+    It tends to the cross-entropy as :math:`q \to 0` and equals the mean
+    absolute error :math:`1 - p_y` at :math:`q = 1`, which is bounded and so
+    cannot be dominated by a few samples with wrong labels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_samples, n_classes)
+        Unnormalised scores.
+    target : torch.LongTensor of shape (n_samples,)
+        Class indices.
+    q : float, default=0.7
+        Exponent in ``(0, 1]``.
+    alpha : torch.Tensor of shape (n_classes,), default=None
+        Per-class weights, applied by the sample's true class.
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Per-sample weights.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        How to combine the per-sample losses.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import generalized_cross_entropy
+    >>> generalized_cross_entropy(torch.tensor([[0.0, 0.0]]), torch.tensor([0]), q=1.0)
+    tensor(0.5000)
+    """
+    log_p_true = F.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+    # p**q as exp(q log p): finite and with a finite gradient even where p
+    # underflows to zero.
+    per_sample = -torch.expm1(q * log_p_true) / q
     if alpha is not None:
         per_sample = per_sample * alpha[target]
     return _reduce(per_sample, sample_weight, reduction)

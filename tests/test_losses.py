@@ -10,15 +10,25 @@ import torch.nn.functional as F
 
 from sk_dualhead.losses import (
     DualHeadLoss,
+    adaptive_gamma,
+    class_balanced_alpha,
     focal_loss,
+    generalized_cross_entropy,
     kl_consistency,
     smoothed_cross_entropy,
 )
+
+ALPHA = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
 
 LOSSES = [
     partial(focal_loss, gamma=2.0),
     partial(focal_loss, gamma=2.0, label_smoothing=0.1),
     partial(smoothed_cross_entropy, label_smoothing=0.15),
+    partial(focal_loss, gamma="adaptive"),
+    partial(focal_loss, gamma=2.0, label_smoothing=0.05, alpha=ALPHA),
+    partial(smoothed_cross_entropy, label_smoothing=0.1, confidence_penalty=0.1),
+    partial(generalized_cross_entropy, q=0.7),
+    partial(generalized_cross_entropy, q=0.7, alpha=ALPHA),
 ]
 
 
@@ -134,7 +144,7 @@ def test_extreme_logits_stay_finite(loss, scale):
     if loss is kl_consistency:
         value = loss(logits, logits.flip(1).detach())
     else:
-        value = loss(logits, torch.tensor([2, 0]))
+        value = loss(logits, torch.tensor([2, 0]), sample_weight=torch.tensor([1.0, 2.0]))
     value.backward()
     assert torch.isfinite(value)
     assert torch.isfinite(logits.grad).all()
@@ -203,3 +213,76 @@ def test_invalid_reduction(batch):
     logits, target, _ = batch
     with pytest.raises(ValueError, match="reduction must be"):
         focal_loss(logits, target, reduction="avg")
+
+
+def test_class_balanced_alpha_is_effective_number():
+    counts = [900, 90, 10]
+    beta = 0.99
+    raw = [(1 - beta) / (1 - beta**n) for n in counts]
+    expected = np.array(raw) / np.mean(raw)
+    got = class_balanced_alpha(counts, beta)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    assert got.mean().item() == pytest.approx(1.0)
+    # beta=0: equal weights; beta -> 1: inverse class frequencies.
+    np.testing.assert_allclose(class_balanced_alpha(counts, 0.0).numpy(), 1.0)
+    inverse = 1 / np.array(counts)
+    np.testing.assert_allclose(
+        class_balanced_alpha(counts, 1 - 1e-9).numpy(),
+        inverse / inverse.mean(),
+        rtol=1e-5,
+    )
+
+
+def test_adaptive_gamma_is_flsd53():
+    # p(true) = 0.1192 (< 0.2: gamma 5), 0.8808 (gamma 3), 0.5 (gamma 3).
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([1, 0, 0])
+    np.testing.assert_array_equal(adaptive_gamma(logits, target).numpy(), [5, 3, 3])
+    got = focal_loss(logits, target, gamma="adaptive", reduction="none")
+    p = torch.softmax(logits, 1)[torch.arange(3), target].numpy()
+    expected = -((1 - p) ** np.array([5, 3, 3])) * np.log(p)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_adaptive_gamma_carries_no_gradient(batch):
+    logits, target, _ = batch
+    logits = logits.clone().requires_grad_(True)
+    assert not adaptive_gamma(logits, target).requires_grad
+
+
+def test_focal_rejects_unknown_gamma_string(batch):
+    logits, target, _ = batch
+    with pytest.raises(ValueError, match="adaptive"):
+        focal_loss(logits, target, gamma="fixed")
+
+
+def test_generalized_cross_entropy_hand_computed():
+    logits = torch.tensor([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([0, 2])
+    p = torch.softmax(logits, 1)[torch.arange(2), target].numpy()
+    for q in (0.7, 1.0):
+        expected = (1 - p**q) / q
+        got = generalized_cross_entropy(logits, target, q=q, reduction="none")
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    # q -> 0 is the cross-entropy.
+    ce = F.cross_entropy(logits, target, reduction="none")
+    near_zero = generalized_cross_entropy(logits, target, q=1e-7, reduction="none")
+    torch.testing.assert_close(near_zero, ce, rtol=1e-5, atol=1e-6)
+
+
+def test_confidence_penalty_subtracts_entropy(batch):
+    logits, target, _ = batch
+    p = torch.softmax(logits, 1)
+    entropy = -(p * p.log()).sum(1)
+    smoothed = smoothed_cross_entropy(
+        logits, target, label_smoothing=0.1, reduction="none"
+    )
+    got = smoothed_cross_entropy(
+        logits, target, label_smoothing=0.1, confidence_penalty=0.3, reduction="none"
+    )
+    torch.testing.assert_close(got, smoothed - 0.3 * entropy)
+    weighted = smoothed_cross_entropy(
+        logits, target, confidence_penalty=0.3, alpha=ALPHA, reduction="none"
+    )
+    plain = F.cross_entropy(logits, target, reduction="none")
+    torch.testing.assert_close(weighted, ALPHA[target] * (plain - 0.3 * entropy))

@@ -1,0 +1,179 @@
+"""Post-hoc calibration: the calibrators alone and inside the estimator."""
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax, softmax
+from sklearn.datasets import make_classification
+
+from sk_dualhead import DualHeadClassifier
+from sk_dualhead.calibration import PlattScaling, TemperatureScaling
+
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+
+
+def _draw(proba, rng):
+    cumulative = proba.cumsum(axis=1)
+    return (rng.rand(len(proba), 1) > cumulative).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def binary():
+    return make_classification(
+        n_samples=300, n_features=6, n_informative=4, random_state=0
+    )
+
+
+@pytest.fixture(scope="module")
+def three_class():
+    return make_classification(
+        n_samples=300,
+        n_features=6,
+        n_informative=4,
+        n_classes=3,
+        n_clusters_per_class=1,
+        random_state=1,
+    )
+
+
+def test_temperature_recovers_the_true_temperature():
+    rng = np.random.RandomState(0)
+    logits = rng.normal(scale=3.0, size=(20000, 4))
+    y = _draw(softmax(logits / 2.0, axis=1), rng)
+    cal = TemperatureScaling().fit(logits, y)
+    assert cal.temperature_ == pytest.approx(2.0, rel=0.05)
+    expected = log_softmax(logits / cal.temperature_, axis=1)
+    np.testing.assert_allclose(cal.transform(logits), expected)
+
+
+def test_temperature_keeps_every_row_order():
+    rng = np.random.RandomState(1)
+    logits = rng.normal(size=(50, 3))
+    cal = TemperatureScaling().fit(logits, rng.randint(3, size=50))
+    np.testing.assert_array_equal(
+        np.argsort(cal.transform(logits), axis=1), np.argsort(logits, axis=1)
+    )
+
+
+def test_platt_recovers_slope_and_intercept():
+    rng = np.random.RandomState(0)
+    margin = rng.normal(scale=2.0, size=20000)
+    p1 = 1 / (1 + np.exp(-(0.5 * margin - 1.0)))
+    y = (rng.rand(20000) < p1).astype(int)
+    logits = np.column_stack([np.zeros_like(margin), margin])
+    cal = PlattScaling().fit(logits, y)
+    assert cal.slope_ == pytest.approx(0.5, rel=0.05)
+    assert cal.intercept_ == pytest.approx(-1.0, abs=0.05)
+    expected = 1 / (1 + np.exp(-(cal.slope_ * margin + cal.intercept_)))
+    np.testing.assert_allclose(np.exp(cal.transform(logits))[:, 1], expected)
+
+
+def test_platt_needs_two_classes():
+    with pytest.raises(ValueError, match="2 classes"):
+        PlattScaling().fit(np.zeros((4, 3)), np.array([0, 1, 2, 0]))
+
+
+@pytest.mark.parametrize("calibrator", [TemperatureScaling, PlattScaling])
+def test_integer_weights_equal_repeated_rows(calibrator):
+    rng = np.random.RandomState(2)
+    logits = rng.normal(scale=2.0, size=(60, 2))
+    y = rng.randint(2, size=60)
+    weight = rng.randint(0, 3, size=60)
+    weighted = calibrator().fit(logits, y, weight)
+    repeated = calibrator().fit(np.repeat(logits, weight, 0), np.repeat(y, weight))
+    np.testing.assert_allclose(
+        weighted.transform(logits), repeated.transform(logits), atol=1e-4
+    )
+
+
+def test_calibration_never_raises_held_out_log_loss():
+    rng = np.random.RandomState(3)
+    logits = rng.normal(scale=4.0, size=(200, 2))
+    y = _draw(softmax(logits / 3.0, axis=1), rng)
+    for cal in (TemperatureScaling().fit(logits, y), PlattScaling().fit(logits, y)):
+        before = -log_softmax(logits, axis=1)[np.arange(200), y].mean()
+        after = -cal.transform(logits)[np.arange(200), y].mean()
+        assert after < before
+
+
+# ------------------------------------------------------------- estimator
+
+
+@pytest.mark.parametrize("calibration", ["temperature", "platt"])
+def test_estimator_applies_its_calibrator(binary, calibration):
+    X, y = binary
+    clf = DualHeadClassifier(calibration=calibration, **FAST).fit(X, y)
+    assert type(clf.calibrator_).__name__.lower().startswith(calibration[:4])
+    raw = DualHeadClassifier(calibration=None, **FAST).fit(X, y)
+    assert raw.calibrator_ is None
+    # Same seed, same network: calibration is the only difference.
+    expected = clf.calibrator_.transform(raw.predict_log_proba(X))
+    np.testing.assert_allclose(clf.predict_log_proba(X), expected, rtol=1e-10)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+    # decision_function ranks exactly as predict_proba[:, 1] (which may tie
+    # where float64 saturates).
+    order = np.argsort(clf.decision_function(X), kind="stable")
+    assert np.all(np.diff(proba[order, 1]) >= 0)
+
+
+def test_temperature_calibrates_three_classes(three_class):
+    X, y = three_class
+    clf = DualHeadClassifier(**FAST).fit(X, y)
+    assert clf.calibrator_.temperature_ > 0
+    assert clf.predict_proba(X).shape == (300, 3)
+
+
+def test_platt_with_three_classes_is_refused_before_training(three_class):
+    X, y = three_class
+    clf = DualHeadClassifier(calibration="platt", **FAST)
+    with pytest.raises(ValueError, match="platt"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "net_")
+
+
+def test_no_held_out_split_means_no_calibration(binary):
+    X, y = binary
+    clf = DualHeadClassifier(early_stopping=False, **FAST).fit(X, y)
+    assert clf.calibrator_ is None
+
+
+def test_confidence_aware_always_calibrates(binary):
+    X, y = binary
+    clf = DualHeadClassifier("confidence_aware", calibration=None, **FAST).fit(X, y)
+    assert isinstance(clf.calibrator_, TemperatureScaling)
+
+
+def test_auto_calibration_is_platt_for_two_classes_temperature_else(
+    binary, three_class
+):
+    two = DualHeadClassifier(calibration="auto", **FAST).fit(*binary)
+    assert isinstance(two.calibrator_, PlattScaling)
+    three = DualHeadClassifier(calibration="auto", **FAST).fit(*three_class)
+    assert isinstance(three.calibrator_, TemperatureScaling)
+    assert isinstance(
+        DualHeadClassifier(**FAST).fit(*binary).calibrator_, TemperatureScaling
+    )
+
+
+def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):
+    # The calibrator is fitted on the early-stopping rows, not the training rows:
+    # captured at fit time, its log-likelihood there beats no calibration.
+    seen = {}
+    original = TemperatureScaling.fit
+
+    def spy(self, logits, y, sample_weight=None):
+        seen["n_rows"] = len(y)
+        seen["logits"], seen["y"] = logits, y
+        return original(self, logits, y, sample_weight)
+
+    monkeypatch.setattr(TemperatureScaling, "fit", spy)
+    X, y = binary
+    clf = DualHeadClassifier(
+        calibration="temperature", validation_fraction=0.2, **FAST
+    ).fit(X, y)
+    assert seen["n_rows"] == 60
+    rows = np.arange(60)
+    before = -log_softmax(seen["logits"], axis=1)[rows, seen["y"]].mean()
+    after = -clf.calibrator_.transform(seen["logits"])[rows, seen["y"]].mean()
+    assert after <= before
