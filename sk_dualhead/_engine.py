@@ -8,6 +8,8 @@ summed on the device and read back once per epoch, so a GPU is not stalled
 by a host synchronisation per batch.
 """
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
@@ -45,10 +47,33 @@ def head_log_proba(main_logits, aux_logits, head):
     )
 
 
-class TensorDataset(torch.utils.data.Dataset):
-    """Features, encoded targets and sample weights as whole tensors."""
+@lru_cache
+def fused_adamw_available(device):
+    """Whether this torch has a fused AdamW step for ``device``.
 
-    def __init__(self, X, y, sample_weight):
+    The fused step updates each parameter in one kernel instead of a dozen
+    elementwise ones; on the CPU (torch >= 2.4) it is several times faster
+    than the default step, which takes a good part of a small network's
+    training time.
+    """
+    param = torch.zeros(1, device=device, requires_grad=True)
+    param.grad = torch.zeros_like(param)
+    try:
+        torch.optim.AdamW([param], fused=True).step()
+    except RuntimeError:
+        return False
+    return True
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Features, encoded targets and sample weights as whole tensors.
+
+    ``sample_weight=None`` stands for weights that are all one: the losses
+    then skip the multiplications by one, which are exact, so nothing but
+    the time changes.
+    """
+
+    def __init__(self, X, y, sample_weight=None):
         self.X = X
         self.y = y
         self.sample_weight = sample_weight
@@ -57,7 +82,8 @@ class TensorDataset(torch.utils.data.Dataset):
         return len(self.X)
 
     def __getitem__(self, i):
-        return self.X[i], (self.y[i], self.sample_weight[i])
+        weight = None if self.sample_weight is None else self.sample_weight[i]
+        return self.X[i], (self.y[i], weight)
 
 
 class TensorBatches:
@@ -92,7 +118,8 @@ class TensorBatches:
                 rows = slice(start, stop)
             else:
                 rows = order[start:stop]
-            yield data.X[rows], (data.y[rows], data.sample_weight[rows])
+            weight = None if data.sample_weight is None else data.sample_weight[rows]
+            yield data.X[rows], (data.y[rows], weight)
 
 
 class DualHeadNet(NeuralNet):
@@ -127,7 +154,9 @@ class DualHeadNet(NeuralNet):
         # probabilities that predict_proba will return.
         log_proba = head_log_proba(main_logits, aux_logits, self.predict_head)
         log_loss = F.nll_loss(log_proba, target, reduction="none")
-        return torch.cat([terms, (log_loss * sample_weight).mean().reshape(1)])
+        if sample_weight is not None:
+            log_loss = log_loss * sample_weight
+        return torch.cat([terms, log_loss.mean().reshape(1)])
 
     @staticmethod
     def term_names(training):
@@ -138,7 +167,6 @@ class DualHeadNet(NeuralNet):
         return self.get_loss_terms(y_pred, y_true, training=training)[0]
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
         Xi, yi = unpack_data(batch)
         y_pred = self.infer(Xi, **fit_params)
         terms = self.get_loss_terms(y_pred, yi, training=True)
@@ -146,7 +174,6 @@ class DualHeadNet(NeuralNet):
         return {"loss": terms[0], "y_pred": y_pred, "terms": terms.detach()}
 
     def validation_step(self, batch, **fit_params):
-        self._set_training(False)
         Xi, yi = unpack_data(batch)
         with torch.no_grad():
             y_pred = self.infer(Xi, **fit_params)
@@ -156,6 +183,9 @@ class DualHeadNet(NeuralNet):
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None:
             return
+        # The mode is set once per epoch, not per step as skorch does: walking
+        # the module tree costs about as much as a small optimizer step.
+        self._set_training(training)
         totals, n_rows, n_batches = 0.0, 0, 0
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)

@@ -23,7 +23,13 @@ from sklearn.utils.validation import (
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
-from ._engine import DualHeadNet, TensorBatches, TensorDataset, head_log_proba
+from ._engine import (
+    DualHeadNet,
+    TensorBatches,
+    TensorDataset,
+    fused_adamw_available,
+    head_log_proba,
+)
 from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
 from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
@@ -373,16 +379,12 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # learning rate means the same with and without them.
         weights = weights / weights[train].mean()
         datasets = [
-            TensorDataset(
-                torch.from_numpy(features[rows]).to(self.device_),
-                torch.from_numpy(y[rows]).to(self.device_),
-                torch.from_numpy(weights[rows].astype(np.float32)).to(self.device_),
-            )
+            self._tensor_dataset(features[rows], y[rows], weights[rows])
             if rows is not None
             else None
             for rows in (train, valid)
         ]
-        self.net_ = self._make_net(features, len(train), datasets[1])
+        self.net_ = self._make_net(features, len(datasets[0]), datasets[1])
         with _torch_threads(self.n_threads), _seeded(seed, self.device_):
             self.net_.fit(datasets[0], y=None)
         # The split holds the held-out rows; a saved model must not carry data.
@@ -491,11 +493,24 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return weights
 
+    def _tensor_dataset(self, features, y, weights):
+        """Move one split to the device; weights that are all one are dropped."""
+        return TensorDataset(
+            torch.from_numpy(features).to(self.device_),
+            torch.from_numpy(y).to(self.device_),
+            None
+            if np.all(weights == 1)
+            else torch.from_numpy(weights.astype(np.float32)).to(self.device_),
+        )
+
     def _split(self, y, rng):
-        """Rows to train on and rows to validate on (None: no validation)."""
-        rows = np.arange(len(y))
+        """Rows to train on and rows to validate on (None: no validation).
+
+        Training on all rows is a slice, not an index array, so that the
+        features are used in place rather than copied.
+        """
         if not self.early_stopping:
-            return rows, None
+            return slice(None), None
         n_classes = len(self.classes_)
         n_valid = int(np.ceil(self.validation_fraction * len(y)))
         if (
@@ -503,9 +518,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             or n_valid < n_classes
             or len(y) - n_valid < n_classes
         ):
-            return rows, None
+            return slice(None), None
         return train_test_split(
-            rows, test_size=n_valid, stratify=y, random_state=rng
+            np.arange(len(y)), test_size=n_valid, stratify=y, random_state=rng
         )
 
     def _make_preprocessor(self):
@@ -520,7 +535,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         if sp.issparse(X):
             X = X.toarray()
         features = np.ascontiguousarray(X, dtype=np.float32)
-        if not np.isfinite(features).all():
+        # A float64 sum of float32 values cannot overflow, so it is finite
+        # exactly when every value is; unlike np.isfinite(features) it
+        # allocates no mask as large as the data.
+        if not np.isfinite(features.sum(dtype=np.float64)):
             raise ValueError(
                 "The input to the network contains NaN or values too large "
                 "for float32 (beyond 3.4e38); use preprocessing='auto', which "
@@ -573,6 +591,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             criterion__weights=loss.weights,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
+            optimizer__fused=fused_adamw_available(self.device_) or None,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=batch_size,
