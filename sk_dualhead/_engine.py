@@ -184,7 +184,7 @@ class DualHeadNet(NeuralNet):
         if iterator is None:
             return
         # The mode is set once per epoch, not per step as skorch does: walking
-        # the module tree costs about as much as a small optimizer step.
+        # the module tree costs tens of microseconds, every step.
         self._set_training(training)
         totals, n_rows, n_batches = 0.0, 0, 0
         for batch in iterator:
