@@ -24,6 +24,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from ._engine import (
+    PREDICT_HEADS,
     DualHeadNet,
     TensorBatches,
     TensorDataset,
@@ -614,7 +615,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             X = self.preprocessor_.transform(X)
         features = torch.from_numpy(self._as_float32(X))
         with _torch_threads(self.n_threads):
-            main_logits, aux_logits = self.net_.predict_logits(features)
+            main_logits, aux_logits = self.net_.predict_logits(
+                features, heads=PREDICT_HEADS[self.predict_head]
+            )
         return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
 
     def predict_log_proba(self, X):
