@@ -95,8 +95,8 @@ class DualHeadNetwork(nn.Module):
         self.main_head = nn.Linear(width, n_classes)
         self.aux_head = nn.Linear(width, n_classes)
 
-    def forward(self, X):
-        """Return ``(main_logits, aux_logits)``."""
+    def encode(self, X):
+        """Output of the trunk, which both heads read."""
         if self.embeddings:
             codes = X[:, self.n_continuous :].long()
             X = torch.cat(
@@ -104,5 +104,9 @@ class DualHeadNetwork(nn.Module):
                 + [embed(codes[:, i]) for i, embed in enumerate(self.embeddings)],
                 dim=1,
             )
-        hidden = self.trunk(X)
+        return self.trunk(X)
+
+    def forward(self, X):
+        """Return ``(main_logits, aux_logits)``."""
+        hidden = self.encode(X)
         return self.main_head(hidden), self.aux_head(hidden)

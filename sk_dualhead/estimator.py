@@ -26,11 +26,13 @@ from skorch.callbacks import GradientNormClipping
 from skorch.helper import predefined_split
 
 from ._engine import (
+    PREDICT_HEADS,
     BestEpochEarlyStopping,
     DualHeadNet,
     EpochProgressBar,
     TensorBatches,
     TensorDataset,
+    fused_adamw_available,
     head_log_proba,
 )
 from .calibration import CALIBRATORS
@@ -559,16 +561,14 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # learning rate means the same with and without them.
         weights = weights / weights[train].mean()
         datasets = [
-            TensorDataset(
-                torch.from_numpy(features[rows]).to(self.device_),
-                torch.from_numpy(y[rows]).to(self.device_),
-                torch.from_numpy(weights[rows].astype(np.float32)).to(self.device_),
-            )
+            self._tensor_dataset(features[rows], y[rows], weights[rows])
             if rows is not None
             else None
             for rows in (train, valid)
         ]
-        self.net_ = self._make_net(features, len(train), datasets[1], class_counts)
+        self.net_ = self._make_net(
+            features, len(datasets[0]), datasets[1], class_counts
+        )
         with _torch_threads(self.n_threads), _seeded(seed, self.device_):
             self.net_.fit(datasets[0], y=None)
         if self.net_.interrupted_:
@@ -778,11 +778,24 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return weights
 
+    def _tensor_dataset(self, features, y, weights):
+        """Move one split to the device; weights that are all one are dropped."""
+        return TensorDataset(
+            torch.from_numpy(features).to(self.device_),
+            torch.from_numpy(y).to(self.device_),
+            None
+            if np.all(weights == 1)
+            else torch.from_numpy(weights.astype(np.float32)).to(self.device_),
+        )
+
     def _split(self, y, rng):
-        """Rows to train on and rows to validate on (None: no validation)."""
-        rows = np.arange(len(y))
+        """Rows to train on and rows to validate on (None: no validation).
+
+        Training on all rows is a slice, not an index array, so that the
+        features are used in place rather than copied.
+        """
         if not self.early_stopping:
-            return rows, None
+            return slice(None), None
         n_classes = len(self.classes_)
         n_valid = int(np.ceil(self.validation_fraction * len(y)))
         if (
@@ -790,9 +803,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             or n_valid < n_classes
             or len(y) - n_valid < n_classes
         ):
-            return rows, None
+            return slice(None), None
         return train_test_split(
-            rows, test_size=n_valid, stratify=y, random_state=rng
+            np.arange(len(y)), test_size=n_valid, stratify=y, random_state=rng
         )
 
     def _make_preprocessor(self):
@@ -809,7 +822,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # Values beyond the float32 range become inf, reported just below.
         with np.errstate(over="ignore"):
             features = np.ascontiguousarray(X, dtype=np.float32)
-        if not np.isfinite(features).all():
+        # A float64 sum of float32 values cannot overflow, so it is finite
+        # exactly when every value is; unlike np.isfinite(features) it
+        # allocates no mask as large as the data.
+        if not np.isfinite(features.sum(dtype=np.float64)):
             raise ValueError(
                 "The input to the network contains NaN or values too large "
                 "for float32 (beyond 3.4e38); use preprocessing='auto', which "
@@ -868,6 +884,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             criterion__weights=loss.weights,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
+            optimizer__fused=fused_adamw_available(self.device_) or None,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=batch_size,
@@ -907,11 +924,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     def _uncalibrated_log_proba(self, features):
         """Prediction head's log-probabilities, prior-corrected, not calibrated."""
-        main_logits, aux_logits = self.net_.predict_logits(features)
+        logits = self.net_.predict_logits(
+            features, heads=PREDICT_HEADS[self.predict_head]
+        )
         if self.prior_correction_ is not None:
             correction = torch.from_numpy(self.prior_correction_)
-            main_logits, aux_logits = main_logits + correction, aux_logits + correction
-        return head_log_proba(main_logits, aux_logits, self.predict_head).numpy()
+            logits = [z if z is None else z + correction for z in logits]
+        return head_log_proba(*logits, self.predict_head).numpy()
 
     def _log_proba(self, X):
         check_is_fitted(self)

@@ -65,6 +65,22 @@ def _numeric_values(X, columns, names):
     return values
 
 
+#: Float64 values converted at a time: numeric columns are scaled in blocks
+#: of about 16 MB, so that a large table is never copied whole to float64.
+_BLOCK_VALUES = 2**21
+
+
+def _column_blocks(columns, n_rows):
+    """Split ``columns`` into blocks of about ``_BLOCK_VALUES`` values."""
+    size = max(1, _BLOCK_VALUES // max(n_rows, 1))
+    return [columns[start : start + size] for start in range(0, len(columns), size)]
+
+
+def _concatenate(parts, dtype):
+    """``np.concatenate`` that also accepts no parts at all."""
+    return np.concatenate([np.empty(0, dtype=dtype), *parts])
+
+
 def _robust_statistics(values):
     """Return the median and a positive, finite scale of each column."""
     # Only values near the float64 limit overflow here; the fallbacks below
@@ -304,19 +320,28 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         dropped = {}
 
         numeric = np.flatnonzero(kinds == "numeric")
-        values = _numeric_values(X, numeric, names)
-        missing = np.isnan(values)
-        # fmin/fmax skip NaN without the All-NaN warning of nanmin/nanmax; a
-        # column whose minimum is not below its maximum has at most one value.
-        varying = np.fmin.reduce(values, axis=0) < np.fmax.reduce(values, axis=0)
-        all_missing = missing.all(axis=0)
-        for column, empty in zip(numeric[~varying], all_missing[~varying]):
-            dropped[column] = "all missing" if empty else "constant"
-        self.numeric_columns_ = numeric[varying]
+        varying, has_missing, center, scale = [], [], [], []
+        for block in _column_blocks(numeric, X.shape[0]):
+            values = _numeric_values(X, block, names)
+            missing = np.isnan(values)
+            # fmin/fmax skip NaN without the All-NaN warning of nanmin/nanmax;
+            # a column whose minimum is not below its maximum has at most one
+            # value.
+            keep = np.fmin.reduce(values, axis=0) < np.fmax.reduce(values, axis=0)
+            all_missing = missing.all(axis=0)
+            for column, empty in zip(block[~keep], all_missing[~keep]):
+                dropped[column] = "all missing" if empty else "constant"
+            varying.append(keep)
+            has_missing.append(missing[:, keep].any(axis=0))
+            block_center, block_scale = _robust_statistics(values[:, keep])
+            center.append(block_center)
+            scale.append(block_scale)
+        self.numeric_columns_ = numeric[_concatenate(varying, bool)]
         self.missing_indicator_mask_ = (
-            missing[:, varying].any(axis=0) & self.add_missing_indicators
+            _concatenate(has_missing, bool) & self.add_missing_indicators
         )
-        self.center_, self.scale_ = _robust_statistics(values[:, varying])
+        self.center_ = _concatenate(center, np.float64)
+        self.scale_ = _concatenate(scale, np.float64)
 
         self.onehot_columns_, self.onehot_categories_ = [], []
         self.embedding_columns_, self.embedding_categories_ = [], []
@@ -394,22 +419,25 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             dtype=np.float32,
         )
 
-        values = _numeric_values(X, self.numeric_columns_, names)
-        missing = np.isnan(values)
-        np.copyto(values, self.center_, where=missing)
-        # Scaling values near the float64 limit may overflow; the clip below
-        # brings any infinity back into the float32 range.
-        with np.errstate(over="ignore"):
-            values -= self.center_
-            values /= self.scale_
-        np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX, out=values)
-        if self.smooth_clip:
-            # Squaring cannot overflow after the clip to the float32 range.
-            values /= np.sqrt(1.0 + np.square(values / _CLIP_BOUND))
-        out[:, :n_numeric] = values
-        out[:, n_numeric : n_numeric + n_indicators] = missing[
-            :, self.missing_indicator_mask_
-        ]
+        indicator = n_numeric
+        for block in _column_blocks(np.arange(n_numeric), X.shape[0]):
+            values = _numeric_values(X, self.numeric_columns_[block], names)
+            missing = np.isnan(values)
+            center, scale = self.center_[block], self.scale_[block]
+            np.copyto(values, center, where=missing)
+            # Scaling values near the float64 limit may overflow; the clip
+            # below brings any infinity back into the float32 range.
+            with np.errstate(over="ignore"):
+                values -= center
+                values /= scale
+            np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX, out=values)
+            if self.smooth_clip:
+                # Squaring cannot overflow after the clip to the float32 range.
+                values /= np.sqrt(1.0 + np.square(values / _CLIP_BOUND))
+            out[:, block] = values
+            indicators = missing[:, self.missing_indicator_mask_[block]]
+            out[:, indicator : indicator + indicators.shape[1]] = indicators
+            indicator += indicators.shape[1]
 
         start = n_numeric + n_indicators
         for column, levels in zip(self.onehot_columns_, self.onehot_categories_):

@@ -180,7 +180,9 @@ def test_monitored_loss_is_the_log_loss_of_predict_proba(binary, monkeypatch):
     (valid,) = held_out
     main, aux = clf.net_.predict_logits(valid.X)
     proba = (torch.softmax(main, 1) + torch.softmax(aux, 1)).numpy() / 2
-    expected = log_loss(valid.y.numpy(), proba, sample_weight=valid.sample_weight.numpy())
+    # Weights that are all one are held as None.
+    weights = None if valid.sample_weight is None else valid.sample_weight.numpy()
+    expected = log_loss(valid.y.numpy(), proba, sample_weight=weights)
     best = clf.history_[clf.best_epoch_ - 1, "valid_log_loss"]
     assert best == pytest.approx(expected, rel=1e-5)
     assert best == pytest.approx(min(clf.history_[:, "valid_log_loss"]))
@@ -319,3 +321,40 @@ def test_grid_search_over_strategy_and_weights_in_pipeline(three_class):
     assert len(search.cv_results_["params"]) == 4
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.predict_proba(X).shape == (len(X), 3)
+
+
+def _captured_datasets(monkeypatch):
+    import sk_dualhead.estimator as estimator_module
+
+    captured = []
+    real_dataset = estimator_module.TensorDataset
+
+    def capture(*args):
+        captured.append(real_dataset(*args))
+        return captured[-1]
+
+    monkeypatch.setattr(estimator_module, "TensorDataset", capture)
+    return captured
+
+
+def test_training_on_all_rows_uses_float32_features_in_place(binary, monkeypatch):
+    captured = _captured_datasets(monkeypatch)
+    X, y = binary
+    X = X.astype(np.float32)
+    params = dict(FAST, max_epochs=1, early_stopping=False, preprocessing=None)
+    DualHeadClassifier(**params).fit(X, y)
+    (train,) = captured
+    assert np.shares_memory(train.X.numpy(), X)
+    # Weights that are all one are not multiplied in at all.
+    assert train.sample_weight is None
+
+
+def test_unequal_weights_reach_the_loss(binary, monkeypatch):
+    captured = _captured_datasets(monkeypatch)
+    X, y = binary
+    weights = np.where(y == 1, 2.0, 1.0)
+    DualHeadClassifier(**dict(FAST, max_epochs=1)).fit(X, y, sample_weight=weights)
+    train, valid = captured
+    for dataset in (train, valid):
+        weight, labels = dataset.sample_weight.numpy(), dataset.y.numpy()
+        np.testing.assert_allclose(weight[labels == 1], 2 * weight[labels == 0][0])

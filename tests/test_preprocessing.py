@@ -404,3 +404,24 @@ def test_invalid_parameters_raise(params, mixed_frame):
 @parametrize_with_checks([TabularPreprocessor()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_column_blocks_give_the_same_result(monkeypatch):
+    # Large tables are converted to float64 a few columns at a time; blocks
+    # of one column must give exactly what one block of all columns gives.
+    import sk_dualhead.preprocessing as preprocessing
+
+    rng = np.random.default_rng(0)
+    X = rng.lognormal(size=(300, 7))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 3] = 1.0
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(7)])
+    with pytest.warns(UserWarning, match="'x3' \\(constant\\)"):
+        whole = TabularPreprocessor().fit(frame)
+    monkeypatch.setattr(preprocessing, "_BLOCK_VALUES", 1)
+    assert len(preprocessing._column_blocks(np.arange(7), len(X))) == 7
+    with pytest.warns(UserWarning, match="'x3' \\(constant\\)"):
+        blocked = TabularPreprocessor().fit(frame)
+    for name in ("numeric_columns_", "missing_indicator_mask_", "center_", "scale_"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name))
+    np.testing.assert_array_equal(blocked.transform(frame), whole.transform(frame))

@@ -1,0 +1,535 @@
+"""Training and prediction speed against a raw PyTorch loop and skorch.
+
+In one process, on synthetic binary data (float32, already standardised), with
+an MLP trunk of 2 x 256 and batches of 256 rows, this times per training epoch
+(wall clock and process CPU time) and ``predict_proba`` throughput for:
+
+(a) ``raw``: a hand-written loop (``randperm`` + index) training the same
+    :class:`~sk_dualhead._network.DualHeadNetwork` with the same combined
+    :class:`~sk_dualhead.losses.DualHeadLoss` and the same AdamW step as the
+    estimator (fused where torch has it), predicting in 1024-row chunks
+    under ``torch.inference_mode``;
+(a0) ``raw_default_step``: the same loop with torch's default AdamW step,
+    which shows what the fused step alone is worth;
+(b) ``skorch``: :class:`skorch.NeuralNetClassifier` with its default data
+    path (per-row ``Dataset``, ``DataLoader``, batch scoring callbacks) on the
+    same trunk and main head with cross-entropy, and torch's default AdamW;
+(c) ``dualhead``: :class:`~sk_dualhead.DualHeadClassifier`;
+(d) ``single_loss``: the same with ``loss_weights=(1, 0, 0)``.
+
+Every model trains on all rows for a fixed number of epochs with the same
+AdamW hyperparameters, without dropout: skorch keeps its defaults except
+``train_split=None`` (the others hold nothing out either), ``batch_size=256``
+(its default is 128) and the optimizer; the estimators run with
+``preprocessing=None`` and ``early_stopping=False``. An epoch's time is the
+time of a whole fit (network construction and input checks included) divided
+by the number of epochs, and each figure is the median over ``--repeats``
+fits (``--predict-repeats`` predictions after each), the models taking turns
+so that a change of load on a shared machine hits them all alike. CPU time
+(``time.process_time``) is the measure of record: wall time is printed too,
+but on a busy machine it measures the neighbours as much as the code.
+
+The peak resident memory of fitting ``--memory-rows`` x 50 float32 rows for
+one epoch is measured in a fresh subprocess (Linux only), with the lean
+settings above and with the estimator's defaults (``preprocessing="auto"``,
+``early_stopping=True``): the kernel's peak RSS during the fit minus the RSS
+before it, relative to the size of the data. When CUDA is available, the
+training and prediction runs are repeated on the GPU, and the epoch on the
+``--memory-rows`` set is timed on both devices.
+
+Run ``python benchmarks/speed.py`` (about 15 minutes on one core) or
+``python benchmarks/speed.py --quick``; ``--output`` writes the tables as
+Markdown.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from torch import nn
+
+from sk_dualhead import DualHeadClassifier
+from sk_dualhead._engine import fused_adamw_available
+from sk_dualhead._network import DualHeadNetwork
+from sk_dualhead.strategies import build_loss
+
+N_FEATURES = 50
+HIDDEN_SIZES = (256, 256)
+BATCH_SIZE = 256
+PREDICT_CHUNK = 1024
+LR = 1e-3
+WEIGHT_DECAY = 1e-4
+
+
+def make_data(n_rows, seed):
+    """Standard normal float32 features and a noisy linear binary target."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, N_FEATURES), dtype=np.float32)
+    coef = rng.standard_normal(N_FEATURES).astype(np.float32)
+    noise = rng.standard_normal(n_rows, dtype=np.float32)
+    y = (X @ coef + 2.0 * noise > 0).astype(np.int64)
+    return X, y
+
+
+def timed(fn):
+    """Run ``fn`` and return its result, wall seconds and CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def synchronize(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------ (a) raw
+
+
+class RawLoop:
+    """The hand-written PyTorch reference.
+
+    ``fused=True`` gives it the fused AdamW step that the estimator uses
+    where torch has one, so that the two differ in their data path only;
+    ``fused=None`` is torch's default step.
+    """
+
+    def __init__(self, device, fused=None):
+        self.device = device
+        self.fused = fused
+
+    def fit(self, X, y, epochs):
+        device = self.device
+        X = torch.from_numpy(X).to(device)
+        y = torch.from_numpy(y).to(device)
+        self.module_ = DualHeadNetwork(
+            N_FEATURES, 2, hidden_sizes=HIDDEN_SIZES
+        ).to(device)
+        criterion = build_loss("balanced")
+        optimizer = torch.optim.AdamW(
+            self.module_.parameters(),
+            lr=LR,
+            weight_decay=WEIGHT_DECAY,
+            fused=self.fused,
+        )
+        self.module_.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(X), device=device)
+            running = torch.zeros((), device=device)
+            for start in range(0, len(X), BATCH_SIZE):
+                rows = order[start : start + BATCH_SIZE]
+                optimizer.zero_grad()
+                main_logits, aux_logits = self.module_(X[rows])
+                loss = criterion(main_logits, aux_logits, y[rows])[0]
+                loss.backward()
+                optimizer.step()
+                running += loss.detach()
+            self.last_loss_ = running.item()
+        return self
+
+    def predict_proba(self, X):
+        self.module_.eval()
+        X = torch.from_numpy(X)
+        with torch.inference_mode():
+            proba = [
+                torch.softmax(self.module_(chunk.to(self.device))[0], dim=1)
+                for chunk in X.split(PREDICT_CHUNK)
+            ]
+        return torch.cat(proba).to("cpu", torch.float64).numpy()
+
+
+# --------------------------------------------------------------- (b) skorch
+
+
+class MainHeadOnly(nn.Module):
+    """The trunk and main head of a :class:`DualHeadNetwork`."""
+
+    def __init__(self):
+        super().__init__()
+        self.network = DualHeadNetwork(N_FEATURES, 2, hidden_sizes=HIDDEN_SIZES)
+
+    def forward(self, X):
+        return self.network.main_head(self.network.trunk(X))
+
+
+def make_skorch(device, epochs):
+    from skorch import NeuralNetClassifier
+
+    return NeuralNetClassifier(
+        MainHeadOnly,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=WEIGHT_DECAY,
+        lr=LR,
+        max_epochs=epochs,
+        batch_size=BATCH_SIZE,
+        train_split=None,
+        device=device,
+        verbose=0,
+    )
+
+
+# ------------------------------------------------------- (c), (d) estimator
+
+
+def make_dualhead(device, epochs, loss_weights=None):
+    return DualHeadClassifier(
+        hidden_sizes=HIDDEN_SIZES,
+        dropout=0.0,
+        max_epochs=epochs,
+        batch_size=BATCH_SIZE,
+        early_stopping=False,
+        preprocessing=None,
+        loss_weights=loss_weights,
+        device=device,
+        random_state=0,
+    )
+
+
+MODELS = {
+    "raw": lambda device, epochs: RawLoop(
+        device, fused=fused_adamw_available(device) or None
+    ),
+    "raw_default_step": lambda device, epochs: RawLoop(device),
+    "skorch": make_skorch,
+    "dualhead": make_dualhead,
+    "single_loss": lambda device, epochs: make_dualhead(
+        device, epochs, loss_weights=(1.0, 0.0, 0.0)
+    ),
+}
+
+LABELS = {
+    "raw": "(a) raw PyTorch loop, AdamW step as the estimator's",
+    "raw_default_step": "(a0) raw PyTorch loop, torch's default AdamW step",
+    "skorch": "(b) skorch NeuralNetClassifier, torch's default AdamW step",
+    "dualhead": "(c) DualHeadClassifier",
+    "single_loss": "(d) DualHeadClassifier, loss_weights=(1, 0, 0)",
+}
+
+
+def fit_model(name, device, X, y, epochs):
+    model = MODELS[name](device, epochs)
+    if isinstance(model, RawLoop):
+        model.fit(X, y, epochs)
+    else:
+        model.fit(X, y)
+    synchronize(device)
+    return model
+
+
+def measure_speed(device, X, y, X_predict, epochs, repeats, predict_repeats):
+    """Median per-epoch training times and prediction throughput per model."""
+    # Warm up every code path (lazy imports, first kernel calls, allocator)
+    # so that no model pays for being timed first.
+    for name in MODELS:
+        fit_model(name, device, X[:2048], y[:2048], 1).predict_proba(X_predict[:2048])
+    samples = {
+        name: {"wall": [], "cpu": [], "predict": [], "predict_cpu": []}
+        for name in MODELS
+    }
+    for _ in range(repeats):
+        # Interleaved, so that a change of machine load hits all alike.
+        for name in MODELS:
+            model, wall, cpu = timed(lambda: fit_model(name, device, X, y, epochs))
+            samples[name]["wall"].append(wall / epochs)
+            samples[name]["cpu"].append(cpu / epochs)
+            for _ in range(predict_repeats):
+                proba, wall, cpu = timed(lambda: model.predict_proba(X_predict))
+                assert proba.shape == (len(X_predict), 2)
+                samples[name]["predict"].append(len(X_predict) / wall)
+                samples[name]["predict_cpu"].append(len(X_predict) / cpu)
+    return {
+        name: {key: statistics.median(values) for key, values in runs.items()}
+        for name, runs in samples.items()
+    }
+
+
+# ------------------------------------------------------------------ memory
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def memory_child(n_rows, device, preset):
+    """Fit once on ``n_rows`` rows; print the peak RSS increase as JSON.
+
+    Linux only: the kernel's peak RSS (``VmHWM``) is reset once the data
+    exist and a warm-up fit on 1,000 rows is done (by writing 5 to
+    ``/proc/self/clear_refs``), so the imports, the data generation and
+    torch's one-off initialisation do not count, and read after the fit.
+    """
+    X, y = make_data(n_rows, seed=1)
+    params = {"max_epochs": 1, "batch_size": BATCH_SIZE, "device": device}
+    if preset == "lean":
+        params.update(preprocessing=None, early_stopping=False)
+    estimator = DualHeadClassifier(**params)
+    # A first small fit loads torch's kernels and allocator pools, a fixed
+    # cost of some 70 MB that does not grow with the data.
+    clone(estimator).fit(X[:1000], y[:1000])
+    baseline = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    _, wall, cpu = timed(lambda: estimator.fit(X, y))
+    peak = _status_kib("VmHWM")
+    print(
+        json.dumps(
+            {
+                "data_mb": X.nbytes / 1e6,
+                "peak_increase_mb": (peak - baseline) * 1024 / 1e6,
+                "epoch_wall_s": wall,
+                "epoch_cpu_s": cpu,
+            }
+        )
+    )
+
+
+def measure_memory(n_rows, device, preset):
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        str(n_rows),
+        "--device",
+        device,
+        "--preset",
+        preset,
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ report
+
+
+def speed_table(results):
+    raw, skorch = results["raw"], results["skorch"]
+    lines = [
+        "| model | epoch wall (s) | epoch CPU (s) | CPU / (a) | CPU / (b) "
+        "| predict (rows/s wall) | predict (rows/CPU s) | predict / (a) "
+        "| predict / (b) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in results.items():
+        lines.append(
+            f"| {LABELS[name]} | {result['wall']:.3f} | {result['cpu']:.3f} "
+            f"| {result['cpu'] / raw['cpu']:.2f}x "
+            f"| {result['cpu'] / skorch['cpu']:.2f}x "
+            f"| {result['predict']:,.0f} | {result['predict_cpu']:,.0f} "
+            f"| {result['predict_cpu'] / raw['predict_cpu']:.2f}x "
+            f"| {result['predict_cpu'] / skorch['predict_cpu']:.2f}x |"
+        )
+    overhead = results["dualhead"]["cpu"] / results["single_loss"]["cpu"]
+    lines += [
+        "",
+        f"Dual-head vs single-loss epoch CPU time, (c) / (d): {overhead:.2f}x. "
+        "Prediction ratios are of throughput per CPU second, which a shared "
+        "machine disturbs less than wall time (with one thread they agree on "
+        "an idle one).",
+    ]
+    return "\n".join(lines)
+
+
+def memory_table(memory):
+    lines = [
+        "| device | settings | data (MB) | peak RSS increase (MB) | ratio to data "
+        "| 1-epoch fit wall (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (device, preset), result in memory.items():
+        lines.append(
+            f"| {device} | {preset} | {result['data_mb']:.0f} "
+            f"| {result['peak_increase_mb']:.0f} "
+            f"| {result['peak_increase_mb'] / result['data_mb']:.2f}x "
+            f"| {result['epoch_wall_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(cpu, memory, gpu_speedup):
+    """The issue's targets against the figures reached on the CPU."""
+
+    def ratio(key, model, reference):
+        return cpu[model][key] / cpu[reference][key]
+
+    rows = [
+        ("training epoch CPU time, (c) / (a)", ratio("cpu", "dualhead", "raw"),
+         "<=", 1.10),
+        ("training epoch CPU time, (c) / (b)", ratio("cpu", "dualhead", "skorch"),
+         "<=", 0.75),
+        ("predict_proba throughput, (c) / (a)",
+         ratio("predict_cpu", "dualhead", "raw"), ">=", 0.9),
+        ("predict_proba throughput, (c) / (b)",
+         ratio("predict_cpu", "dualhead", "skorch"), ">=", 8),
+        ("dual-head vs single-loss epoch CPU time, (c) / (d)",
+         ratio("cpu", "dualhead", "single_loss"), "<=", 1.10),
+    ]
+    for (device, preset), result in memory.items():
+        rows.append((f"peak memory / data, {device}, {preset} settings",
+                     result["peak_increase_mb"] / result["data_mb"], "<=", 3))
+    if gpu_speedup is not None:
+        rows.append(("epoch wall time on the memory set, CPU / CUDA", gpu_speedup,
+                     ">=", 10))
+    lines = ["| target | reached | limit | met |", "|---|---:|---:|---|"]
+    for label, value, sign, limit in rows:
+        met = value <= limit if sign == "<=" else value >= limit
+        lines.append(
+            f"| {label} | {value:.2f}x | {sign} {limit}x | {'yes' if met else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+NOTES = """\
+How to read the tables: (a) and (c) train the same network with the same
+loss and the same optimizer step, so (c) / (a) is what the estimator's data
+path and skorch's machinery cost. (b) trains a single cross-entropy head, a
+cheaper loss than the dual-head loss of (a), (c) and (d), with torch's
+default AdamW step: (b) / (a0) is the cost of skorch's default data path
+alone. (c) and (d) predict through identical code, so the gap between their
+prediction figures shows the noise of the measurement."""
+
+
+PRESETS = {
+    "lean": "`preprocessing=None, early_stopping=False`",
+    "default": "defaults (`preprocessing='auto'`, `early_stopping=True`)",
+}
+
+
+FULL_SIZES = {
+    "rows": 50_000,
+    "predict_rows": 200_000,
+    "epochs": 3,
+    "memory_rows": 1_000_000,
+}
+QUICK_SIZES = {
+    "rows": 10_000,
+    "predict_rows": 40_000,
+    "epochs": 2,
+    "memory_rows": 100_000,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, help="training rows (50,000)")
+    parser.add_argument("--predict-rows", type=int, help="rows predicted (200,000)")
+    parser.add_argument("--epochs", type=int, help="epochs per fit (3)")
+    parser.add_argument("--repeats", type=int, default=3, help="fits per model")
+    parser.add_argument(
+        "--predict-repeats", type=int, default=3, help="predictions per fit"
+    )
+    parser.add_argument(
+        "--memory-rows", type=int, help="rows of the memory run (1,000,000)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="defaults of 10,000 rows, 40,000 predicted, 2 epochs and "
+        "100,000 memory rows",
+    )
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--output", help="also write the tables to this Markdown file")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="lean", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    # One thread: the figures compare data paths, not BLAS parallelism, and
+    # stay comparable on a shared machine.
+    torch.set_num_threads(1)
+    if args.memory_child:
+        memory_child(args.memory_child, args.device, args.preset)
+        return
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    for key, value in sizes.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+    X, y = make_data(args.rows, seed=0)
+    X_predict, _ = make_data(args.predict_rows, seed=2)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    command = "python benchmarks/speed.py " + " ".join(
+        arg for arg in (argv if argv is not None else sys.argv[1:])
+    )
+    sections = [
+        "# Speed benchmark",
+        "",
+        f"Produced by `{command.strip()}` "
+        f"(torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}, "
+        f"{args.rows:,} x {N_FEATURES} training rows, {args.epochs} epochs, "
+        f"median of {args.repeats} fits, {args.predict_rows:,} rows predicted "
+        f"{args.predict_repeats} times after each fit).",
+    ]
+    speed = {}
+    for device in devices:
+        speed[device] = measure_speed(
+            device, X, y, X_predict, args.epochs, args.repeats, args.predict_repeats
+        )
+        sections += [
+            "",
+            f"## Training and prediction on `{device}`",
+            "",
+            speed_table(speed[device]),
+        ]
+        print("\n".join(sections[-3:]), flush=True)
+    memory, gpu_speedup = {}, None
+    if not args.no_memory:
+        memory = {
+            (device, preset): measure_memory(args.memory_rows, device, preset)
+            for device in devices
+            for preset in PRESETS
+        }
+        sections += [
+            "",
+            f"## Peak memory fitting {args.memory_rows:,} x {N_FEATURES} float32 (one epoch)",
+            "",
+            "Peak resident set size of a fresh process during the fit (`VmHWM`, "
+            "reset through `/proc/self/clear_refs` once the data exist and a "
+            "warm-up fit on 1,000 rows is done) minus its resident set size "
+            "before the fit. Settings: "
+            + "; ".join(f"{key}: {text}" for key, text in PRESETS.items())
+            + ".",
+            "",
+            memory_table(memory),
+        ]
+        print("\n".join(sections[-5:]), flush=True)
+    if "cuda" in devices and not args.no_memory:
+        cpu_epoch = memory[("cpu", "lean")]["epoch_wall_s"]
+        gpu_epoch = memory[("cuda", "lean")]["epoch_wall_s"]
+        gpu_speedup = cpu_epoch / gpu_epoch
+        sections += [
+            "",
+            f"One epoch on {args.memory_rows:,} rows (lean settings, whole fit): "
+            f"{cpu_epoch:.1f} s on the CPU, {gpu_epoch:.1f} s on CUDA "
+            f"({gpu_speedup:.1f}x faster).",
+        ]
+        print(sections[-1])
+    elif "cuda" not in devices:
+        sections += ["", "CUDA was not available, so there are no GPU figures."]
+    sections += [
+        "",
+        "## Targets of issue 4 (CPU)",
+        "",
+        targets_table(speed["cpu"], memory, gpu_speedup),
+        "",
+        NOTES,
+    ]
+    print("\n".join(sections[-3:]), flush=True)
+    if args.output:
+        with open(args.output, "w") as file:
+            file.write("\n".join(sections) + "\n")
+
+
+if __name__ == "__main__":
+    main()
