@@ -212,7 +212,7 @@ def models(random_state=0):
         ),
         "MLPClassifier": make_pipeline(
             _standard_preprocessing(),
-            MLPClassifier(max_iter=500, random_state=random_state),
+            MLPClassifier(random_state=random_state),
         ),
         "skorch MLP": _SkorchMLP(random_state),
         "RealMLP (pytabkit)": _realmlp(random_state),
@@ -423,8 +423,10 @@ def report(table, ranks, *, n_splits, n_repeats, path=DOCS / "quality.md"):
     return "\n".join(lines)
 
 
-def plot(table, ranks, directory=DOCS):
-    """Dot plots of each metric per data set, and of the mean ranks."""
+def plot(table, ranks, directory=DOCS, reference="LogisticRegression"):
+    """Dot plots of each metric's difference to ``reference`` per data set
+    (absolute values of different sets do not share a scale), and a bar
+    chart of the mean ranks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -440,9 +442,12 @@ def plot(table, ranks, directory=DOCS):
     colors = plt.get_cmap("tab10")
     for ax, metric in zip(axes, shown):
         for d, dataset in enumerate(datasets):
-            part = table[table.dataset == dataset].set_index("model").reindex(names)
-            ax.scatter(part[metric], np.arange(len(names)), color=colors(d), label=dataset)
-        ax.set_title(METRICS[metric][0])
+            part = table[table.dataset == dataset].set_index("model")[metric]
+            difference = part.reindex(names) - part.get(reference, np.nan)
+            ax.scatter(difference, np.arange(len(names)), color=colors(d), label=dataset)
+        ax.axvline(0, color="grey", lw=1)
+        higher = "higher" if METRICS[metric][1] else "lower"
+        ax.set_title(f"{METRICS[metric][0]} minus {reference}'s\n({higher} is better)")
         ax.grid(alpha=0.3)
     axes[0].set_yticks(np.arange(len(names)), names)
     axes[0].invert_yaxis()
