@@ -395,6 +395,7 @@ def report(table, ranks, *, n_splits, n_repeats, path=DOCS / "quality.md"):
     """Write the markdown tables."""
     formats = {label: "{:.3f}" for label, _ in METRICS.values()}
     formats["fit s"] = "{:.2f}"
+    formats["repeats"] = "{:.0f}"
     formats["log loss"] = "{:.3f}"
     lines = [
         "# Quality benchmark: tables",
@@ -410,7 +411,7 @@ def report(table, ranks, *, n_splits, n_repeats, path=DOCS / "quality.md"):
         "",
     ]
     for dataset, part in table.groupby("dataset", sort=False):
-        shown = part.drop(columns=["dataset", "repeats"]).rename(
+        shown = part.drop(columns="dataset").rename(
             columns={k: label for k, (label, _) in METRICS.items()}
         )
         lines += [f"## {dataset}", "", _markdown(shown, formats), ""]
