@@ -16,7 +16,8 @@ Run it from the repository root (needs the ``[bench]`` extra)::
 Each fitted fold is appended to ``benchmarks/results/folds.csv`` and its
 out-of-fold probabilities to ``benchmarks/results/predictions.csv``; a rerun
 skips the folds already there, so an interrupted run resumes where it
-stopped and a partial run already yields tables. The cache key includes a
+stopped, and ``--cached`` makes tables from a partial run (each row averages
+the repeats that are complete). The cache key includes a
 digest of the model's parameters; ``--refit NAME`` drops a model's cached
 folds (needed after a code change that the parameters do not show).
 The tables go to ``docs/benchmarks/quality.md``, the figures next to it.
@@ -489,6 +490,9 @@ def main(argv=None):
     parser.add_argument("--refit", nargs="+", default=(), help="drop these models' cache")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-report", action="store_true", help="do not write docs/")
+    parser.add_argument(
+        "--cached", action="store_true", help="fit nothing, report the cached folds"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n_splits, args.n_repeats = 3, 1
@@ -499,8 +503,9 @@ def main(argv=None):
             frame = _read(args.results / csv)
             if len(frame):
                 frame[~frame.model.isin(args.refit)].to_csv(args.results / csv, index=False)
-    run(args.datasets, names, n_splits=args.n_splits, n_repeats=args.n_repeats,
-        results=args.results)
+    if not args.cached:
+        run(args.datasets, names, n_splits=args.n_splits, n_repeats=args.n_repeats,
+            results=args.results)
     table = score(args.datasets, names, n_splits=args.n_splits, n_repeats=args.n_repeats,
                   results=args.results)
     ranks = mean_ranks(table)
