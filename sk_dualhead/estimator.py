@@ -189,8 +189,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     activation : {"relu", "gelu", "silu", "selu", "tanh"}, default="relu"
         Non-linearity of the trunk.
 
-    dropout : float, default=0.1
-        Dropout probability after each hidden layer.
+    dropout : float, default=0.3
+        Dropout probability after each hidden layer. With
+        ``weight_decay=1e-2`` it regularises the default network; on the
+        quality benchmark (``benchmarks/quality.py``) this pair ranked above
+        dropout 0.1 with weight decay 1e-4 on ROC AUC and average precision.
 
     normalization : {"batchnorm", "layernorm"} or None, default=None
         Normalisation after each hidden linear layer.
@@ -198,8 +201,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.
 
-    weight_decay : float, default=1e-4
-        Decoupled weight decay of AdamW.
+    weight_decay : float, default=1e-2
+        Decoupled weight decay of AdamW (PyTorch's own default for AdamW).
 
     max_grad_norm : float, default=None
         Clip the L2 norm of all gradients together to this value before each
@@ -293,9 +296,12 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Weights of the classes, multiplied into ``sample_weight``.
         ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
 
-    predict_head : {"main", "aux", "mean"}, default="main"
-        Head whose probabilities ``predict_proba`` returns; ``"mean"``
-        averages the two heads' probabilities.
+    predict_head : {"main", "aux", "mean"}, default="mean"
+        Head whose probabilities ``predict_proba`` returns (and whose log
+        loss early stopping monitors); ``"mean"`` averages the two heads'
+        probabilities, which on the quality benchmark ranked and
+        calibrated better than the main head alone: the focal main head
+        pushes probabilities toward 0.5, the label-smoothed head much less.
 
     preprocessing : "auto", None or transformer, default="auto"
         ``"auto"`` fits a :class:`~sk_dualhead.preprocessing.TabularPreprocessor`
@@ -442,10 +448,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         *,
         hidden_sizes=(256, 256),
         activation="relu",
-        dropout=0.1,
+        dropout=0.3,
         normalization=None,
         lr=1e-3,
-        weight_decay=1e-4,
+        weight_decay=1e-2,
         max_grad_norm=None,
         max_epochs=200,
         batch_size="auto",
@@ -464,7 +470,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         calibrated_probabilities=False,
         noisy_labels="auto",
         class_weight=None,
-        predict_head="main",
+        predict_head="mean",
         preprocessing="auto",
         device="cpu",
         n_threads=None,
