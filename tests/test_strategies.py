@@ -172,7 +172,11 @@ def test_focal_smooth_undoes_its_prior_shift(binary):
     keep = np.r_[np.flatnonzero(y == 0)[:150], np.flatnonzero(y == 1)[:30]]
     X, y = X[keep], y[keep]
     clf = DualHeadClassifier(
-        "focal_smooth", calibration=None, early_stopping=False, **FAST
+        "focal_smooth",
+        calibration=None,
+        early_stopping=False,
+        predict_head="main",
+        **FAST,
     ).fit(X, y)
     raw = (1 - 0.999) / (1 - 0.999 ** np.array([150.0, 30.0]))
     np.testing.assert_allclose(
