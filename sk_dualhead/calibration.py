@@ -23,6 +23,20 @@ __all__ = ["TemperatureScaling", "PlattScaling", "CALIBRATORS"]
 _LOG_SCALE_BOUND = 5.0
 
 
+def _log_scale_prior(log_scale, sample_weight):
+    """Penalty of a standard normal prior on the log-scale, worth one sample.
+
+    On a small held-out split that the network separates perfectly, the
+    likelihood alone keeps improving as the scale sharpens, until the bound:
+    probabilities saturate at 0 and 1, ties erase the ranking and one
+    mistake on new data costs a huge log loss (seen on breast cancer: ROC
+    AUC 0.994 -> 0.973). The prior stops the sharpening where the held-out
+    evidence is thin and fades as the split grows.
+    """
+    # Weights count as repeated rows, as in the likelihood.
+    return 0.5 * log_scale**2 / sample_weight.sum()
+
+
 def _weighted_nll(log_proba, y, sample_weight):
     nll = -log_proba[np.arange(len(y)), y]
     return np.average(nll, weights=sample_weight)
@@ -55,11 +69,11 @@ class TemperatureScaling:
     --------
     >>> import numpy as np
     >>> from sk_dualhead.calibration import TemperatureScaling
-    >>> logits = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
-    >>> y = np.array([0, 1, 0, 0])  # 3 of 4 right, yet each 98% sure
+    >>> logits = np.tile([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]], (100, 1))
+    >>> y = np.tile([0, 1, 0, 0], 100)  # 3 of 4 right, yet each 98% sure
     >>> cal = TemperatureScaling().fit(logits, y)
-    >>> round(cal.temperature_, 2)  # 4 / log(3): softmax gives 0.75
-    3.64
+    >>> round(cal.temperature_, 2)  # near 4 / log(3) = 3.64, where softmax gives 0.75
+    3.59
     >>> np.exp(cal.transform(logits)).round(2)[0]
     array([0.75, 0.25])
     """
@@ -85,7 +99,7 @@ class TemperatureScaling:
         def loss(log_t):
             return _weighted_nll(
                 log_softmax(logits / np.exp(log_t), axis=1), y, sample_weight
-            )
+            ) + _log_scale_prior(log_t, sample_weight)
 
         result = minimize_scalar(
             loss, bounds=(-_LOG_SCALE_BOUND, _LOG_SCALE_BOUND), method="bounded"
@@ -161,7 +175,9 @@ class PlattScaling:
         margin = logits[:, 1] - logits[:, 0]
 
         def loss(params):
-            return _weighted_nll(self._log_proba(margin, *params), y, sample_weight)
+            return _weighted_nll(
+                self._log_proba(margin, *params), y, sample_weight
+            ) + _log_scale_prior(params[0], sample_weight)
 
         result = minimize(
             loss,

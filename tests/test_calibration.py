@@ -177,3 +177,19 @@ def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):
     before = -log_softmax(seen["logits"], axis=1)[rows, seen["y"]].mean()
     after = -clf.calibrator_.transform(seen["logits"])[rows, seen["y"]].mean()
     assert after <= before
+
+
+@pytest.mark.parametrize("calibrator", [TemperatureScaling, PlattScaling])
+def test_separable_held_out_split_does_not_saturate(calibrator):
+    # A small held-out split that the network ranks perfectly: the likelihood
+    # alone would sharpen to the bound (scale exp(5)) and saturate every
+    # probability; the prior keeps the scale within a factor of a few.
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    margin = np.where(y == 1, 1.0, -1.0) * rng.uniform(2.0, 6.0, size=80)
+    logits = np.column_stack([np.zeros(80), margin])
+    cal = calibrator().fit(logits, y)
+    scale = 1 / cal.temperature_ if calibrator is TemperatureScaling else cal.slope_
+    assert 1.0 < scale < 5.0
+    proba = np.exp(cal.transform(logits))[:, 1]
+    assert np.all((proba > 1e-12) & (proba < 1 - 1e-12))
