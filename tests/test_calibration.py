@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax
-from sklearn.datasets import make_classification
 
 from sk_dualhead import DualHeadClassifier
 from sk_dualhead.calibration import PlattScaling, TemperatureScaling
@@ -14,25 +13,6 @@ FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
 def _draw(proba, rng):
     cumulative = proba.cumsum(axis=1)
     return (rng.rand(len(proba), 1) > cumulative).sum(axis=1)
-
-
-@pytest.fixture(scope="module")
-def binary():
-    return make_classification(
-        n_samples=300, n_features=6, n_informative=4, random_state=0
-    )
-
-
-@pytest.fixture(scope="module")
-def three_class():
-    return make_classification(
-        n_samples=300,
-        n_features=6,
-        n_informative=4,
-        n_classes=3,
-        n_clusters_per_class=1,
-        random_state=1,
-    )
 
 
 def test_temperature_recovers_the_true_temperature():

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import make_classification
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -18,25 +17,6 @@ from sklearn.preprocessing import StandardScaler
 from sk_dualhead import DualHeadClassifier, __version__
 
 FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def binary():
-    return make_classification(
-        n_samples=300, n_features=6, n_informative=4, random_state=0
-    )
-
-
-@pytest.fixture(scope="module")
-def three_class():
-    return make_classification(
-        n_samples=300,
-        n_features=6,
-        n_informative=4,
-        n_classes=3,
-        n_clusters_per_class=1,
-        random_state=1,
-    )
 
 
 @pytest.fixture(scope="module")

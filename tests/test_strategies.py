@@ -24,13 +24,6 @@ COUNTS = np.array([60, 30, 10])
 
 
 @pytest.fixture(scope="module")
-def binary():
-    return make_classification(
-        n_samples=300, n_features=6, n_informative=4, random_state=0
-    )
-
-
-@pytest.fixture(scope="module")
 def batch():
     generator = torch.Generator().manual_seed(0)
     main = torch.randn(8, 3, generator=generator, dtype=torch.float64)
