@@ -560,7 +560,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.preprocessor_ = preprocessor
         self._resolve_strategy(y, features, seed)
         class_counts = np.bincount(y[train], minlength=len(self.classes_))
-        alpha = strategy_alpha(self._strategy_entry(), class_counts)
+        strategy = self._strategy_entry()
+        alpha = strategy_alpha(strategy, class_counts)
         self.prior_correction_ = None if alpha is None else -np.log(alpha.double().numpy())
 
         # Weights are scaled to average one over the rows trained on, so the
@@ -583,13 +584,14 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.net_.train_split = None
         self.calibrator_ = None
         method = self.calibration
-        if method is None and self._strategy_entry().always_calibrate:
+        if method is None and strategy.always_calibrate:
             method = "temperature"
         if method == "auto":
             method = "platt" if len(self.classes_) == 2 else "temperature"
         if method is not None and valid is not None:
             with _torch_threads(self.n_threads):
-                held_out = self._uncalibrated_log_proba(torch.from_numpy(features[valid]))
+                # The held-out tensor trained early stopping; no second copy.
+                held_out = self._uncalibrated_log_proba(datasets[1].X)
             self.calibrator_ = CALIBRATORS[method]().fit(
                 held_out, y[valid], weights[valid]
             )
