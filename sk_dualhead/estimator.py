@@ -33,7 +33,6 @@ from ._engine import (
     TensorBatches,
     TensorDataset,
     fused_adamw_available,
-    head_log_proba,
 )
 from .calibration import CALIBRATORS
 from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
@@ -573,8 +572,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             else None
             for rows in (train, valid)
         ]
+        # Calibrating needs held-out rows: calibrating on the rows the
+        # network was trained on would fit its over-fitting, not undo it.
+        calibration = self._calibration_method(strategy) if valid is not None else None
         self.net_ = self._make_net(
-            features, len(datasets[0]), datasets[1], class_counts
+            features, len(datasets[0]), datasets[1], class_counts, calibration
         )
         with _torch_threads(self.n_threads), _seeded(seed, self.device_):
             self.net_.fit(datasets[0], y=None)
@@ -583,16 +585,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # The split holds the held-out rows; a saved model must not carry data.
         self.net_.train_split = None
         self.calibrator_ = None
-        method = self.calibration
-        if method is None and strategy.always_calibrate:
-            method = "temperature"
-        if method == "auto":
-            method = "platt" if len(self.classes_) == 2 else "temperature"
-        if method is not None and valid is not None:
+        if calibration is not None:
             with _torch_threads(self.n_threads):
                 # The held-out tensor trained early stopping; no second copy.
                 held_out = self._uncalibrated_log_proba(datasets[1].X)
-            self.calibrator_ = CALIBRATORS[method]().fit(
+            self.calibrator_ = CALIBRATORS[calibration]().fit(
                 held_out, y[valid], weights[valid]
             )
 
@@ -601,6 +598,15 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         stopper = dict(self.net_.callbacks_).get("early_stopping")
         self.best_epoch_ = stopper.best_epoch_ if stopper else self.n_epochs_
         return self
+
+    def _calibration_method(self, strategy):
+        """The calibrator's name in ``CALIBRATORS``, or None."""
+        method = self.calibration
+        if method is None and strategy.always_calibrate:
+            method = "temperature"
+        if method == "auto":
+            method = "platt" if len(self.classes_) == 2 else "temperature"
+        return method
 
     def _keep_interrupted_training(self):
         """Keep the complete epochs of a fit stopped by Ctrl-C, or re-raise."""
@@ -841,7 +847,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return features
 
-    def _make_net(self, features, n_train, valid_dataset, class_counts):
+    def _make_net(self, features, n_train, valid_dataset, class_counts, calibration):
         preprocessor = self.preprocessor_
         cardinalities = tuple(getattr(preprocessor, "category_cardinalities_", ()))
         n_continuous = features.shape[1] - len(cardinalities)
@@ -902,6 +908,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             train_split=predefined_split(valid_dataset) if valid_dataset is not None else None,
             callbacks=callbacks,
             predict_head=self.predict_head,
+            prior_correction=(
+                None if self.prior_correction_ is None else tuple(self.prior_correction_)
+            ),
+            calibration=calibration,
             adversarial_epsilon=self._strategy_entry().adversarial_epsilon,
             device=self.device_,
             # skorch's per-epoch table is the verbose=1 output only.
@@ -935,10 +945,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         logits = self.net_.predict_logits(
             features, heads=PREDICT_HEADS[self.predict_head]
         )
-        if self.prior_correction_ is not None:
-            correction = torch.from_numpy(self.prior_correction_)
-            logits = [z if z is None else z + correction for z in logits]
-        return head_log_proba(*logits, self.predict_head).numpy()
+        return self.net_.predicted_log_proba(*logits).numpy()
 
     def _log_proba(self, X):
         check_is_fitted(self)

@@ -251,7 +251,7 @@ def test_fgsm_raises_the_main_loss():
     weight = torch.ones(len(target))
     net._set_training(False)
     Xi = features.clone().requires_grad_(True)
-    terms = net.get_loss_terms(net.infer(Xi), (target, weight), training=True)
+    terms = net.get_loss_terms(net.infer(Xi), (target, weight))
     change = net._adversarial_main_loss(Xi, (target, weight), terms)
     assert change.item() > 0
 
