@@ -148,6 +148,13 @@ def _main_process_copy(rng):
     return broadcast_object_list([rng])[0]
 
 
+def _accelerator_device(accelerator):
+    """Name of the device an ``accelerate.Accelerator`` trains this process on."""
+    device = accelerator.device
+    # A run on several CPUs reports "cpu:0", a name torch cannot load onto.
+    return "cpu" if device.type == "cpu" else str(device)
+
+
 def _package_version():
     # Imported here: the package's __init__ imports this module.
     from . import __version__
@@ -587,7 +594,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = (
             resolve_device(self.device)
             if self.accelerator is None
-            else str(self.accelerator.device)
+            else _accelerator_device(self.accelerator)
         )
         self.preprocessor_ = preprocessor
         self._resolve_strategy(y, features, seed)

@@ -150,6 +150,8 @@ def _train_in_each_process(out_dir):
         "best_epoch": clf.best_epoch_,
         "proba": clf.predict_proba(X),
         "score": clf.score(X, y),
+        "model": pickle.dumps(clf),
+        "X": X,
     }
     with open(os.path.join(out_dir, f"{acc.process_index}.pkl"), "wb") as f:
         pickle.dump(result, f)
@@ -177,6 +179,9 @@ def test_two_processes_train_one_model(tmp_path):
     # The one epoch kept trained: chance is 0.5; it scored 0.83 to 0.89 in
     # six runs (random_state=None, so it varies from run to run).
     assert first["score"] > 0.7, first["score"]
+    # The model pickled in a process of the run loads and predicts here.
+    loaded = pickle.loads(first["model"])
+    np.testing.assert_array_equal(loaded.predict_proba(first["X"]), first["proba"])
 
 
 if __name__ == "__main__":
