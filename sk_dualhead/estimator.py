@@ -922,11 +922,17 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(("progress_bar", EpochProgressBar()))
         net_class, device, accelerated = DualHeadNet, self.device_, {}
         if self.accelerator is not None:
+            n_processes = self.accelerator.num_processes
+            if n_train < n_processes:
+                raise ValueError(
+                    f"{n_train} training rows cannot be shared among "
+                    f"{n_processes} processes; train on fewer processes."
+                )
             # skorch leaves device placement to the accelerator with device=None.
             net_class, device = AcceleratedDualHeadNet, None
             accelerated = {
                 "accelerator": self.accelerator,
-                "iterator_train__num_processes": self.accelerator.num_processes,
+                "iterator_train__num_processes": n_processes,
                 "iterator_train__process_index": self.accelerator.process_index,
                 # Only the main process prints the table; skorch silences a
                 # sink that is print itself when verbose=0.

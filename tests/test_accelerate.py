@@ -21,7 +21,7 @@ from sk_dualhead._engine import AcceleratedDualHeadNet, TensorBatches, TensorDat
 
 accelerate = pytest.importorskip("accelerate")
 
-SETTINGS = dict(hidden_sizes=(32,), max_epochs=15, random_state=0)
+SETTINGS = {"hidden_sizes": (32,), "max_epochs": 15, "random_state": 0}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,14 @@ def test_pickle_and_clone_after_an_accelerated_fit(fitted, accelerator, binary):
 def test_accelerator_must_be_an_accelerator(binary):
     with pytest.raises(ValueError, match="accelerator"):
         DualHeadClassifier(accelerator="cuda").fit(*binary)
+
+
+def test_fewer_training_rows_than_processes_is_an_error(accelerator, monkeypatch):
+    monkeypatch.setattr(type(accelerator), "num_processes", 8)
+    X = np.arange(12.0).reshape(6, 2)
+    clf = DualHeadClassifier(accelerator=accelerator, early_stopping=False)
+    with pytest.raises(ValueError, match="6 training rows cannot be shared among 8"):
+        clf.fit(X, [0, 1] * 3)
 
 
 def _train_in_each_process(out_dir):
