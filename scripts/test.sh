@@ -4,10 +4,11 @@
 # The docs and dask extras come too: the suite builds the documentation with
 # warnings as errors (tests/test_docs.py, about a minute) and runs a grid
 # search on a two-process dask cluster (tests/test_dask.py); the integrations
-# extra lets tests/test_integrations.py check MAPIE and dcurves.
+# extra lets tests/test_integrations.py check MAPIE and dcurves; the
+# accelerate extra lets tests/test_accelerate.py train data-parallel on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,docs,dask,integrations]"
+python -m pip install --quiet -e ".[test,docs,dask,integrations,accelerate]"
 python -m pytest -p no:cacheprovider "$@"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
+from skorch.hf import AccelerateMixin
 
 from .calibration import CALIBRATORS
 from .losses import DualHeadLoss
@@ -98,18 +99,31 @@ class TensorBatches:
 
     A last batch of a single row is merged into the one before it, so that
     batch normalisation never sees a batch of one.
+
+    With ``num_processes`` above one (data-parallel training), process
+    ``process_index`` takes every ``num_processes``-th row of the epoch's
+    order, starting at its index; like
+    :class:`~torch.utils.data.DistributedSampler` with ``drop_last=True``,
+    the last ``len(dataset) % num_processes`` rows of the order are left out
+    of that epoch, so that every process takes as many batches of the same
+    sizes and the gradient all-reduce of every step has all of them. The
+    processes must draw the same order: they shuffle with the same seed.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False):
+    def __init__(
+        self, dataset, batch_size, shuffle=False, num_processes=1, process_index=0
+    ):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.num_processes = num_processes
+        self.process_index = process_index
 
     def __len__(self):
         return len(self._bounds())
 
     def _bounds(self):
-        n = len(self.dataset)
+        n = len(self.dataset) // self.num_processes
         starts = list(range(0, n, self.batch_size))
         if len(starts) > 1 and n - starts[-1] == 1:
             starts.pop()
@@ -120,11 +134,12 @@ class TensorBatches:
         order = (
             torch.randperm(len(data), device=data.X.device) if self.shuffle else None
         )
+        step, first = self.num_processes, self.process_index
         for start, stop in self._bounds():
-            if order is None:
-                rows = slice(start, stop)
-            else:
-                rows = order[start:stop]
+            # Rows start..stop of this process's share, every step-th row.
+            rows = slice(first + start * step, first + stop * step, step)
+            if order is not None:
+                rows = order[rows]
             weight = None if data.sample_weight is None else data.sample_weight[rows]
             yield data.X[rows], (data.y[rows], weight)
 
@@ -249,13 +264,17 @@ class DualHeadNet(NeuralNet):
         loss = terms[0]
         if self.adversarial_epsilon > 0:
             loss = loss + self._adversarial_main_loss(Xi, yi, terms, **fit_params)
-        loss.backward()
+        self.backward(loss)
         return {"loss": terms[0], "y_pred": y_pred, "terms": terms.detach()}
+
+    def backward(self, loss):
+        """Back-propagate one training step's loss."""
+        loss.backward()
 
     def _adversarial_main_loss(self, Xi, yi, terms, **fit_params):
         """Change of the total loss when half its main term is taken on FGSM inputs."""
         (grad,) = torch.autograd.grad(terms[1], Xi, retain_graph=True)
-        n_continuous = self.module_.n_continuous
+        n_continuous = self.module__n_continuous
         step = torch.zeros_like(Xi)
         step[:, :n_continuous] = self.adversarial_epsilon * grad[:, :n_continuous].sign()
         main_logits, _ = self.infer(Xi.detach() + step, **fit_params)
@@ -306,7 +325,8 @@ class DualHeadNet(NeuralNet):
                 held_out.append((step["log_proba"], *batch[1]))
             self.notify("on_batch_end", batch=batch, training=training, **step)
         # One device-to-host transfer per epoch.
-        scores = dict(zip(DualHeadLoss.term_names, (totals / n_rows).tolist()))
+        means = self.mean_over_processes(totals / n_rows, training)
+        scores = dict(zip(DualHeadLoss.term_names, means.tolist()))
         if held_out:
             log_proba, target, weight = zip(*held_out)
             scores["log_loss"] = self.held_out_log_loss(
@@ -327,6 +347,14 @@ class DualHeadNet(NeuralNet):
         for name, value in scores.items():
             self.history.record(f"{prefix}_{name}", value)
         self.history.record(f"{prefix}_batch_count", n_batches)
+
+    def mean_over_processes(self, means, training):
+        """Epoch means of the loss terms over all training processes.
+
+        One process trains on all the data here; see
+        :class:`AcceleratedDualHeadNet`.
+        """
+        return means
 
     def predict_logits(self, X, heads=("main", "aux")):
         """Logits of ``heads`` for a float32 tensor ``X``, in float64 on the CPU.
@@ -353,6 +381,65 @@ class DualHeadNet(NeuralNet):
             torch.cat(logits[head]).to("cpu", torch.float64) if head in logits else None
             for head in ("main", "aux")
         )
+
+
+class AcceleratedDualHeadNet(AccelerateMixin, DualHeadNet):
+    """:class:`DualHeadNet` trained data-parallel by a Hugging Face ``Accelerator``.
+
+    skorch's :class:`~skorch.hf.AccelerateMixin` hands the module and the
+    optimizer to ``accelerator.prepare``, which, in a multi-process launch,
+    wraps the module in :class:`~torch.nn.parallel.DistributedDataParallel`
+    so that every step averages the gradients of all processes. Batches are
+    not sharded by Accelerate (``prepare`` passes an iterator that is not a
+    ``DataLoader`` through unchanged) but by :class:`TensorBatches`, given
+    ``iterator_train__num_processes`` and ``iterator_train__process_index``.
+
+    Validation is not sharded: every process scores the whole held-out
+    split with the same weights, so that every process records the same
+    history and early stopping ends all of them at the same epoch.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("unwrap_after_train", False)
+        super().__init__(*args, **kwargs)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        # Unwrapped after the callbacks' on_train_end, not in the net's own
+        # (unwrap_after_train), which skorch calls first: early stopping
+        # restores there the best weights it saved from the wrapped module,
+        # whose state dict keys DDP prefixes with "module.".
+        try:
+            return super().partial_fit(X, y, classes, **fit_params)
+        finally:
+            self._unwrap_accelerator()
+
+    def _initialize_accelerator(self):
+        # The loss holds neither parameters nor buffers, so it has nothing
+        # to place or synchronise; Accelerate would wrap it in DDP all the
+        # same on multi-CPU runs, and DDP refuses a module without
+        # parameters.
+        criteria, self._criteria = self._criteria, []
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def train_step_single(self, batch, **fit_params):
+        # AccelerateMixin's own step returns the total loss only; the
+        # per-term history needs every term.
+        with self.accelerator.autocast():
+            return DualHeadNet.train_step_single(self, batch, **fit_params)
+
+    def backward(self, loss):
+        # Scales the loss under mixed precision, and lets DDP all-reduce.
+        self.accelerator.backward(loss)
+
+    def mean_over_processes(self, means, training):
+        if not training:
+            return means
+        # Every process trained on as many rows, so the mean of the
+        # processes' means is the mean over all rows trained on.
+        return self.accelerator.reduce(means, reduction="mean")
 
 
 class EpochProgressBar(Callback):

@@ -27,6 +27,7 @@ from skorch.helper import predefined_split
 
 from ._engine import (
     PREDICT_HEADS,
+    AcceleratedDualHeadNet,
     BestEpochEarlyStopping,
     DualHeadNet,
     EpochProgressBar,
@@ -132,6 +133,25 @@ def _keeps_previous_fit_on_failure(fit):
             raise
 
     return wrapper
+
+
+def _main_process_copy(rng):
+    """The main process's ``rng``, in every process of a distributed run.
+
+    Every process must hold out the same validation rows and shuffle with
+    the same seed, even when ``random_state`` is None; a single process gets
+    its own ``rng`` back.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([rng])[0]
+
+
+def _accelerator_device(accelerator):
+    """Name of the device an ``accelerate.Accelerator`` trains this process on."""
+    device = accelerator.device
+    # A run on several CPUs reports "cpu:0", a name torch cannot load onto.
+    return "cpu" if device.type == "cpu" else str(device)
 
 
 def _package_version():
@@ -312,6 +332,16 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (the
         best available), resolved when ``fit`` is called.
 
+    accelerator : accelerate.Accelerator, default=None
+        Train data-parallel with Hugging Face Accelerate (the ``[accelerate]``
+        extra): in a run started by ``accelerate launch``, every process
+        fits the same estimator on the same data, trains on its own share
+        of every epoch and averages gradients with the others (see
+        :ref:`the how-to <data-parallel>`). ``batch_size`` is then per
+        process. The accelerator places the network and the data on
+        ``accelerator.device``, and ``device`` is ignored. ``None`` trains
+        in this process alone.
+
     n_threads : int, default=None
         Torch CPU threads used while fitting and predicting; ``None`` leaves
         torch's setting alone. Set it to 1 when many models are fitted in
@@ -436,6 +466,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         "predict_head": [StrOptions({"main", "aux", "mean"})],
         "preprocessing": [StrOptions({"auto"}), HasMethods(["fit", "transform"]), None],
         "device": [str],
+        "accelerator": [HasMethods(["prepare", "backward"]), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -472,6 +503,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         predict_head="mean",
         preprocessing="auto",
         device="cpu",
+        accelerator=None,
         n_threads=None,
         random_state=None,
         verbose=0,
@@ -504,6 +536,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.predict_head = predict_head
         self.preprocessing = preprocessing
         self.device = device
+        self.accelerator = accelerator
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
@@ -512,7 +545,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.input_tags.allow_nan = self.preprocessing == "auto"
-        tags.non_deterministic = self.device != "cpu"
+        tags.non_deterministic = self.device != "cpu" or self.accelerator is not None
         return tags
 
     # ------------------------------------------------------------------ fit
@@ -548,6 +581,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         weights = self._sample_weights(X, y, sample_weight)
         rng = check_random_state(self.random_state)
+        if self.accelerator is not None:
+            rng = _main_process_copy(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train, valid = self._split(y, rng)
 
@@ -555,7 +590,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         if preprocessor is not None:
             X = preprocessor.fit_transform(X)
         features = self._as_float32(X)
-        self.device_ = resolve_device(self.device)
+        self.device_ = (
+            resolve_device(self.device)
+            if self.accelerator is None
+            else _accelerator_device(self.accelerator)
+        )
         self.preprocessor_ = preprocessor
         self._resolve_strategy(y, features, seed)
         class_counts = np.bincount(y[train], minlength=len(self.classes_))
@@ -582,6 +621,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             self.net_.fit(datasets[0], y=None)
         if self.net_.interrupted_:
             self._keep_interrupted_training()
+        # The accelerator placed the module itself (skorch's device=None); the
+        # fitted net records where, so that it predicts, pickles and loads
+        # like one fitted without an accelerator.
+        self.net_.device = self.device_
         # The split holds the held-out rows; a saved model must not carry data.
         self.net_.train_split = None
         self.calibrator_ = None
@@ -883,7 +926,27 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.verbose >= 2:
             callbacks.append(("progress_bar", EpochProgressBar()))
-        return DualHeadNet(
+        net_class, device, accelerated = DualHeadNet, self.device_, {}
+        if self.accelerator is not None:
+            n_processes = self.accelerator.num_processes
+            if n_train < n_processes:
+                raise ValueError(
+                    f"{n_train} training rows cannot be shared among "
+                    f"{n_processes} processes; train on fewer processes."
+                )
+            # skorch leaves device placement to the accelerator with device=None.
+            net_class, device = AcceleratedDualHeadNet, None
+            accelerated = {
+                "accelerator": self.accelerator,
+                "iterator_train__num_processes": n_processes,
+                "iterator_train__process_index": self.accelerator.process_index,
+                # Only the main process prints the table; skorch silences a
+                # sink that is print itself when verbose=0.
+                "callbacks__print_log__sink": (
+                    self.accelerator.print if self.verbose == 1 else print
+                ),
+            }
+        return net_class(
             module=DualHeadNetwork,
             module__n_continuous=n_continuous,
             module__n_classes=len(self.classes_),
@@ -913,9 +976,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             ),
             calibration=calibration,
             adversarial_epsilon=self._strategy_entry().adversarial_epsilon,
-            device=self.device_,
+            device=device,
             # skorch's per-epoch table is the verbose=1 output only.
             verbose=int(self.verbose == 1),
+            **accelerated,
         )
 
     # ---------------------------------------------------------- persistence
