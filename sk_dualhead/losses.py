@@ -40,6 +40,15 @@ def _reduce(per_sample, sample_weight, reduction):
     )
 
 
+def _weigh_classes(per_sample, alpha, target):
+    """Multiply each sample's loss by its class weight ``alpha[target]``."""
+    if alpha is None:
+        return per_sample
+    # alpha stays on the CPU in the loss's parameters, so that a model
+    # trained on a GPU unpickles where there is none; the copy is a few bytes.
+    return per_sample * alpha.to(per_sample.device)[target]
+
+
 def _smoothed_targets(target, n_classes, label_smoothing, dtype):
     """One-hot targets mixed with the uniform distribution, as PyTorch does."""
     one_hot = F.one_hot(target, n_classes).to(dtype)
@@ -118,9 +127,7 @@ def focal_loss(
     else:
         index = target.unsqueeze(1)
         per_sample = -(modulating.gather(1, index) * log_p.gather(1, index)).squeeze(1)
-    if alpha is not None:
-        per_sample = per_sample * alpha[target]
-    return _reduce(per_sample, sample_weight, reduction)
+    return _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, reduction)
 
 
 def adaptive_gamma(logits, target, *, threshold=0.2, low_gamma=5.0, high_gamma=3.0):
@@ -261,9 +268,7 @@ def smoothed_cross_entropy(
         # xlogy-style: p log p is 0 where p underflows to 0, never 0 * -inf.
         entropy = -(log_p.exp() * log_p).sum(dim=1)
         per_sample = per_sample - confidence_penalty * entropy
-    if alpha is not None:
-        per_sample = per_sample * alpha[target]
-    return _reduce(per_sample, sample_weight, reduction)
+    return _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, reduction)
 
 
 def generalized_cross_entropy(
@@ -314,9 +319,7 @@ def generalized_cross_entropy(
     # p**q as exp(q log p): finite and with a finite gradient even where p
     # underflows to zero.
     per_sample = -torch.expm1(q * log_p_true) / q
-    if alpha is not None:
-        per_sample = per_sample * alpha[target]
-    return _reduce(per_sample, sample_weight, reduction)
+    return _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, reduction)
 
 
 def kl_consistency(

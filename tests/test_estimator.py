@@ -237,9 +237,10 @@ def test_device_auto_resolves(binary):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_model_predicts_on_cpu_after_unpickling(binary, monkeypatch):
+@pytest.mark.parametrize("strategy", ["balanced", "focal_smooth"])
+def test_cuda_model_predicts_on_cpu_after_unpickling(binary, monkeypatch, strategy):
     X, y = binary
-    clf = DualHeadClassifier(device="cuda", **FAST).fit(X, y)
+    clf = DualHeadClassifier(strategy, device="cuda", **FAST).fit(X, y)
     expected = clf.predict_proba(X)
     payload = pickle.dumps(clf)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -286,3 +286,15 @@ def test_confidence_penalty_subtracts_entropy(batch):
     )
     plain = F.cross_entropy(logits, target, reduction="none")
     torch.testing.assert_close(weighted, ALPHA[target] * (plain - 0.3 * entropy))
+
+
+@pytest.mark.parametrize(
+    "loss", [focal_loss, smoothed_cross_entropy, generalized_cross_entropy]
+)
+def test_class_weights_follow_the_logits_device(loss):
+    # alpha stays on the CPU (it must unpickle without a GPU); the losses move
+    # it to the logits' device. The meta device stands in for a GPU here.
+    logits = torch.zeros(4, 2, device="meta")
+    target = torch.zeros(4, dtype=torch.long, device="meta")
+    value = loss(logits, target, alpha=torch.tensor([1.0, 2.0]))
+    assert value.device.type == "meta"
