@@ -239,7 +239,12 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the training data (stratified),
         stop when the validation log loss has not improved by ``tol`` for
         ``n_iter_no_change`` epochs and restore the weights of the best
-        epoch. When the data are too small to hold out at least one sample
+        epoch. The log loss scored is that of the probabilities
+        ``predict_proba`` would return: after ``calibration``, fitted anew
+        to each epoch's held-out predictions. (The raw outputs of a focal
+        head are under-confident and grow sharper with every epoch, so
+        their log loss kept improving long after the ranking had begun to
+        decay: on lending_club, ROC AUC 0.63 against 0.72.) When the data are too small to hold out at least one sample
         of every class, training falls back to ``max_epochs`` on all data.
         ``False`` trains exactly ``max_epochs`` epochs on all data.
 
