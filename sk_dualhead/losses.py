@@ -11,9 +11,12 @@ a sample of weight 2 counts like two copies of it.
 This module knows nothing of scikit-learn or skorch.
 """
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "focal_loss",
@@ -51,8 +54,26 @@ def _weigh_classes(per_sample, alpha, target):
 
 def _smoothed_targets(target, n_classes, label_smoothing, dtype):
     """One-hot targets mixed with the uniform distribution, as PyTorch does."""
-    one_hot = F.one_hot(target, n_classes).to(dtype)
-    return one_hot * (1.0 - label_smoothing) + label_smoothing / n_classes
+    return _smooth(F.one_hot(target, n_classes).to(dtype), label_smoothing)
+
+
+def _smooth(one_hot, label_smoothing):
+    """Mix one-hot targets of shape (n_samples, n_classes) with the uniform."""
+    return one_hot * (1.0 - label_smoothing) + label_smoothing / one_hot.shape[1]
+
+
+def _focal_factors(logits, log_p, target, gamma):
+    """``1 - p``, gamma shaped to broadcast over it, and ``(1 - p)^gamma``."""
+    # 1 - p computed as -expm1(log p) keeps precision when p is close to 1.
+    one_minus_p = -torch.expm1(log_p)
+    if isinstance(gamma, str):
+        if gamma != "adaptive":
+            raise ValueError(f"gamma must be a number or 'adaptive', got {gamma!r}.")
+        gamma = adaptive_gamma(logits, target)
+    gamma = torch.as_tensor(gamma, dtype=log_p.dtype, device=log_p.device)
+    if gamma.ndim == 1:
+        gamma = gamma.unsqueeze(1)
+    return one_minus_p, gamma, one_minus_p.clamp_min(0.0).pow(gamma)
 
 
 def focal_loss(
@@ -111,16 +132,7 @@ def focal_loss(
     tensor([0.0018, 1.6501])
     """
     log_p = F.log_softmax(logits, dim=1)
-    # 1 - p computed as -expm1(log p) keeps precision when p is close to 1.
-    one_minus_p = -torch.expm1(log_p)
-    if isinstance(gamma, str):
-        if gamma != "adaptive":
-            raise ValueError(f"gamma must be a number or 'adaptive', got {gamma!r}.")
-        gamma = adaptive_gamma(logits, target)
-    gamma = torch.as_tensor(gamma, dtype=log_p.dtype, device=log_p.device)
-    if gamma.ndim == 1:
-        gamma = gamma.unsqueeze(1)
-    modulating = one_minus_p.clamp_min(0.0).pow(gamma)
+    _, _, modulating = _focal_factors(logits, log_p, target, gamma)
     if label_smoothing:
         q = _smoothed_targets(target, logits.shape[1], label_smoothing, log_p.dtype)
         per_sample = -(q * modulating * log_p).sum(dim=1)
@@ -371,6 +383,208 @@ def kl_consistency(
     return _reduce(per_sample, sample_weight, reduction)
 
 
+# Closed forms of the losses, for DualHeadLoss's fused path. Autograd through
+# the compositions above costs some forty small operations per step, each
+# with its own dispatch and graph overhead, more than the network's own
+# backward on small batches; these give each loss and its gradient with
+# respect to the logits in a few vectorised operations and no graph.
+# Each takes the logits, their log-softmax, the targets, the targets one-hot
+# and the loss's own parameters (less ``alpha``, ``sample_weight`` and
+# ``reduction``), and returns the per-sample loss and its gradient, before
+# class and sample weights. The public functions stay the reference: the
+# tests hold the two equal, values and gradients.
+
+
+def _focal_closed_form(logits, log_p, target, one_hot, *, gamma, label_smoothing):
+    r"""Per-sample :func:`focal_loss` and its gradient.
+
+    With :math:`f_k = -(1 - p_k)^{\gamma} \log p_k` and the target
+    distribution :math:`q` (one-hot without smoothing),
+    :math:`\ell = \sum_k q_k f_k` and
+
+    .. math:: \frac{\partial \ell}{\partial z_j} = q_j G_j - p_j \sum_k q_k G_k,
+        \qquad G_k = p_k \frac{d f_k}{d p_k}
+        = (1 - p_k)^{\gamma} \Big(\gamma p_k \frac{\log p_k}{1 - p_k} - 1\Big)
+
+    so that ``gamma=0`` gives the cross-entropy's :math:`p_j - q_j`. Gamma is
+    a constant (``"adaptive"`` computes it without gradient).
+    """
+    one_minus_p, gamma, modulating = _focal_factors(logits, log_p, target, gamma)
+    q = _smooth(one_hot, label_smoothing) if label_smoothing else one_hot
+    q_modulating = q * modulating
+    per_sample = -(q_modulating * log_p).sum(dim=1)
+    # log p / (1 - p) tends to -1 as p -> 1; taking the limit where 1 - p
+    # rounds to 0 avoids the inf * 0 of (1 - p)^(gamma - 1) log p for gamma < 1.
+    ratio = (log_p / one_minus_p).masked_fill_(one_minus_p <= 0, -1.0)
+    p = log_p.exp()
+    q_g = q_modulating * (gamma * p * ratio - 1.0)
+    return per_sample, q_g - p * q_g.sum(dim=1, keepdim=True)
+
+
+def _smoothed_cross_entropy_closed_form(
+    logits, log_p, target, one_hot, *, label_smoothing, confidence_penalty
+):
+    r"""Per-sample :func:`smoothed_cross_entropy` and its gradient.
+
+    .. math:: \frac{\partial \ell}{\partial z_j} = p_j - q_j
+        + \beta p_j (\log p_j + H(p))
+    """
+    p = log_p.exp()
+    q = _smooth(one_hot, label_smoothing) if label_smoothing else one_hot
+    per_sample = -(q * log_p).sum(dim=1)
+    grad = p - q
+    if confidence_penalty:
+        # As in the reference, p log p is 0 where p underflows, never 0 * -inf.
+        p_log_p = p * log_p
+        entropy = -p_log_p.sum(dim=1, keepdim=True)
+        per_sample = per_sample - confidence_penalty * entropy.squeeze(1)
+        grad = grad + confidence_penalty * (p_log_p + p * entropy)
+    return per_sample, grad
+
+
+def _generalized_cross_entropy_closed_form(logits, log_p, target, one_hot, *, q):
+    r"""Per-sample :func:`generalized_cross_entropy` and its gradient.
+
+    .. math:: \frac{\partial \ell}{\partial z_j}
+        = p_y^{\,q} \, (p_j - \mathbb{1}[j = y])
+    """
+    q_log_p_true = q * log_p.gather(1, target.unsqueeze(1))
+    per_sample = -torch.expm1(q_log_p_true).squeeze(1) / q
+    return per_sample, q_log_p_true.exp() * (log_p.exp() - one_hot)
+
+
+def _kl_consistency_closed_form(student_log_p, teacher_log_p, temperature):
+    r"""Per-sample :func:`kl_consistency` and its gradient to the student.
+
+    From the log-softmax of both heads' logits divided by :math:`T`:
+
+    .. math:: \frac{\partial \ell}{\partial s_j} = T \big(\mathrm{softmax}(s/T)_j
+        - \mathrm{softmax}(t/T)_j\big)
+
+    The teacher receives none.
+    """
+    teacher_p = teacher_log_p.exp()
+    per_sample = (teacher_p * (teacher_log_p - student_log_p)).sum(dim=1)
+    per_sample = per_sample * temperature**2
+    return per_sample, (student_log_p.exp() - teacher_p) * temperature
+
+
+#: Loss function -> its closed form, for the losses DualHeadLoss can fuse.
+_CLOSED_FORMS = {
+    focal_loss: _focal_closed_form,
+    smoothed_cross_entropy: _smoothed_cross_entropy_closed_form,
+    generalized_cross_entropy: _generalized_cross_entropy_closed_form,
+}
+
+#: Keyword defaults of those losses, read once: a partial sets only some.
+_DEFAULTS = {
+    loss: {
+        name: parameter.default
+        for name, parameter in inspect.signature(loss).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY
+    }
+    for loss in _CLOSED_FORMS
+}
+
+
+def _closed_form(loss):
+    """``(closed form, class weights, parameters)`` of a head's loss, or None.
+
+    Only a ``functools.partial`` of a loss of :data:`_CLOSED_FORMS` (as
+    :func:`~sk_dualhead.strategies.build_loss` makes) with the mean reduction
+    has one.
+    """
+    form = _CLOSED_FORMS.get(getattr(loss, "func", None))
+    if form is None or loss.args:
+        return None
+    params = {**_DEFAULTS[loss.func], **loss.keywords}
+    # DualHeadLoss passes the sample weights itself, over any bound here.
+    del params["sample_weight"]
+    if params.pop("reduction") != "mean":
+        return None
+    return form, params.pop("alpha"), params
+
+
+def _weighted_mean(per_sample, grad, alpha, target, sample_weight):
+    """Mean of the weighted per-sample losses as the public losses take it, and its gradient.
+
+    ``mean(sample_weight * alpha[target] * loss)``, whose gradient is each
+    sample's times its weight over the number of samples.
+    """
+    value = _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, "mean")
+    n_samples = per_sample.shape[0]
+    if alpha is None and sample_weight is None:
+        # Every sample counts alike; the common case, kept to one operation.
+        return value, grad / n_samples
+    weight = torch.full_like(per_sample, 1.0 / n_samples)
+    weight = _reduce(_weigh_classes(weight, alpha, target), sample_weight, "none")
+    return value, grad * weight.unsqueeze(1)
+
+
+class _FusedDualHeadTerms(torch.autograd.Function):
+    """:class:`DualHeadLoss`'s four terms, with closed-form gradients.
+
+    The forward computes the terms and the gradients of the main, auxiliary
+    and consistency terms with respect to the logits, without an autograd
+    graph; the backward scales them by the incoming gradient of each term,
+    so that any of the four (not only the total) can be differentiated, as
+    the adversarial strategy does with the main term.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        main_logits,
+        aux_logits,
+        target,
+        sample_weight,
+        weights,
+        temperature,
+        main_form,
+        aux_form,
+    ):
+        main_log_p = F.log_softmax(main_logits, dim=1)
+        aux_log_p = F.log_softmax(aux_logits, dim=1)
+        # Shared by both heads; scatter_ rather than F.one_hot, which checks
+        # the targets' range at the cost of a reduction.
+        one_hot = torch.zeros_like(main_log_p).scatter_(1, target.unsqueeze(1), 1.0)
+        values, grads = [], []
+        for logits, log_p, (form, alpha, params) in (
+            (main_logits, main_log_p, main_form),
+            (aux_logits, aux_log_p, aux_form),
+        ):
+            per_sample, grad = form(logits, log_p, target, one_hot, **params)
+            value, grad = _weighted_mean(per_sample, grad, alpha, target, sample_weight)
+            values.append(value)
+            grads.append(grad)
+        if temperature != 1:
+            # At T = 1 the heads' log-softmax serve as they are: z / 1 is z.
+            aux_log_p = F.log_softmax(aux_logits / temperature, dim=1)
+            main_log_p = F.log_softmax(main_logits / temperature, dim=1)
+        per_sample, grad = _kl_consistency_closed_form(aux_log_p, main_log_p, temperature)
+        value, grad = _weighted_mean(per_sample, grad, None, target, sample_weight)
+        values.append(value)
+        grads.append(grad)
+        ctx.save_for_backward(*grads)
+        ctx.weights = weights
+        w_main, w_aux, w_consistency = weights
+        main, aux, consistency = values
+        total = w_main * main + w_aux * aux + w_consistency * consistency
+        return torch.stack([total, main, aux, consistency])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_terms):
+        grad_main, grad_aux, grad_consistency = ctx.saved_tensors
+        w_main, w_aux, w_consistency = ctx.weights
+        g_total, g_main, g_aux, g_consistency = grad_terms.unbind()
+        return (
+            (w_main * g_total + g_main) * grad_main,
+            (w_aux * g_total + g_aux) * grad_aux
+            + (w_consistency * g_total + g_consistency) * grad_consistency,
+        ) + (None,) * 6
+
+
 class DualHeadLoss(nn.Module):
     """The combined loss of the two heads.
 
@@ -419,6 +633,23 @@ class DualHeadLoss(nn.Module):
 
     def forward(self, main_logits, aux_logits, target, sample_weight=None):
         """Return ``tensor([total, main, aux, consistency])``."""
+        main_form = _closed_form(self.main_loss)
+        aux_form = _closed_form(self.aux_loss)
+        if (
+            main_form is not None
+            and aux_form is not None
+            and (sample_weight is None or not sample_weight.requires_grad)
+        ):
+            return _FusedDualHeadTerms.apply(
+                main_logits,
+                aux_logits,
+                target,
+                sample_weight,
+                self.weights,
+                self.consistency_temperature,
+                main_form,
+                aux_form,
+            )
         w_main, w_aux, w_consistency = self.weights
         main = self.main_loss(main_logits, target, sample_weight=sample_weight)
         aux = self.aux_loss(aux_logits, target, sample_weight=sample_weight)
