@@ -413,9 +413,12 @@ def _focal_closed_form(logits, log_p, target, one_hot, *, gamma, label_smoothing
     q = _smooth(one_hot, label_smoothing) if label_smoothing else one_hot
     q_modulating = q * modulating
     per_sample = -(q_modulating * log_p).sum(dim=1)
-    # log p / (1 - p) tends to -1 as p -> 1; taking the limit where 1 - p
-    # rounds to 0 avoids the inf * 0 of (1 - p)^(gamma - 1) log p for gamma < 1.
-    ratio = (log_p / one_minus_p).masked_fill_(one_minus_p <= 0, -1.0)
+    # (1 - p)^(gamma - 1) log p as (1 - p)^gamma log p / (1 - p), which has
+    # no inf * 0 for gamma < 1 as p -> 1. log p / (1 - p) tends to -1 there;
+    # the floor on the divisor keeps it finite (in [-1, 0]) where 1 - p
+    # rounds to 0, and its value then does not matter: it is multiplied by
+    # (1 - p)^gamma = 0, or by gamma = 0.
+    ratio = log_p / one_minus_p.clamp_min(torch.finfo(log_p.dtype).tiny)
     p = log_p.exp()
     q_g = q_modulating * (gamma * p * ratio - 1.0)
     return per_sample, q_g - p * q_g.sum(dim=1, keepdim=True)
@@ -465,8 +468,11 @@ def _kl_consistency_closed_form(student_log_p, teacher_log_p, temperature):
     """
     teacher_p = teacher_log_p.exp()
     per_sample = (teacher_p * (teacher_log_p - student_log_p)).sum(dim=1)
-    per_sample = per_sample * temperature**2
-    return per_sample, (student_log_p.exp() - teacher_p) * temperature
+    grad = student_log_p.exp() - teacher_p
+    if temperature != 1:
+        # Exact at T = 1, but not free.
+        per_sample, grad = per_sample * temperature**2, grad * temperature
+    return per_sample, grad
 
 
 #: Loss function -> its closed form, for the losses DualHeadLoss can fuse.
@@ -505,20 +511,22 @@ def _closed_form(loss):
     return form, params.pop("alpha"), params
 
 
-def _weighted_mean(per_sample, grad, alpha, target, sample_weight):
-    """Mean of the weighted per-sample losses as the public losses take it, and its gradient.
+def _term_weights(target, sample_weight, alphas, like):
+    """Per-sample weights of each term, as the public losses apply them, or None.
 
-    ``mean(sample_weight * alpha[target] * loss)``, whose gradient is each
-    sample's times its weight over the number of samples.
+    Row k holds ``sample_weight * alphas[k][target]`` (each factor where
+    given), so that the mean of the weighted per-sample losses of term k is
+    the term; None when every sample counts alike.
     """
-    value = _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, "mean")
-    n_samples = per_sample.shape[0]
-    if alpha is None and sample_weight is None:
-        # Every sample counts alike; the common case, kept to one operation.
-        return value, grad / n_samples
-    weight = torch.full_like(per_sample, 1.0 / n_samples)
-    weight = _reduce(_weigh_classes(weight, alpha, target), sample_weight, "none")
-    return value, grad * weight.unsqueeze(1)
+    if sample_weight is None and all(alpha is None for alpha in alphas):
+        return None
+    ones = torch.ones_like(like)
+    return torch.stack(
+        [
+            _reduce(_weigh_classes(ones, alpha, target), sample_weight, "none")
+            for alpha in alphas
+        ]
+    )
 
 
 class _FusedDualHeadTerms(torch.autograd.Function):
@@ -528,7 +536,9 @@ class _FusedDualHeadTerms(torch.autograd.Function):
     and consistency terms with respect to the logits, without an autograd
     graph; the backward scales them by the incoming gradient of each term,
     so that any of the four (not only the total) can be differentiated, as
-    the adversarial strategy does with the main term.
+    the adversarial strategy does with the main term. The three terms go
+    through the weighing and the mean together, stacked, since on small
+    batches the number of operations, not their size, sets the cost.
     """
 
     @staticmethod
@@ -543,46 +553,57 @@ class _FusedDualHeadTerms(torch.autograd.Function):
         main_form,
         aux_form,
     ):
+        (main_loss, main_alpha, main_params) = main_form
+        (aux_loss, aux_alpha, aux_params) = aux_form
         main_log_p = F.log_softmax(main_logits, dim=1)
         aux_log_p = F.log_softmax(aux_logits, dim=1)
         # Shared by both heads; scatter_ rather than F.one_hot, which checks
         # the targets' range at the cost of a reduction.
         one_hot = torch.zeros_like(main_log_p).scatter_(1, target.unsqueeze(1), 1.0)
-        values, grads = [], []
-        for logits, log_p, (form, alpha, params) in (
-            (main_logits, main_log_p, main_form),
-            (aux_logits, aux_log_p, aux_form),
-        ):
-            per_sample, grad = form(logits, log_p, target, one_hot, **params)
-            value, grad = _weighted_mean(per_sample, grad, alpha, target, sample_weight)
-            values.append(value)
-            grads.append(grad)
+        main, grad_main = main_loss(
+            main_logits, main_log_p, target, one_hot, **main_params
+        )
+        aux, grad_aux = aux_loss(aux_logits, aux_log_p, target, one_hot, **aux_params)
         if temperature != 1:
             # At T = 1 the heads' log-softmax serve as they are: z / 1 is z.
             aux_log_p = F.log_softmax(aux_logits / temperature, dim=1)
             main_log_p = F.log_softmax(main_logits / temperature, dim=1)
-        per_sample, grad = _kl_consistency_closed_form(aux_log_p, main_log_p, temperature)
-        value, grad = _weighted_mean(per_sample, grad, None, target, sample_weight)
-        values.append(value)
-        grads.append(grad)
-        ctx.save_for_backward(*grads)
+        consistency, grad_consistency = _kl_consistency_closed_form(
+            aux_log_p, main_log_p, temperature
+        )
+        per_sample = torch.stack([main, aux, consistency])
+        grads = torch.stack([grad_main, grad_aux, grad_consistency])
+        weight = _term_weights(
+            target, sample_weight, (main_alpha, aux_alpha, None), like=main
+        )
+        if weight is not None:
+            per_sample = per_sample * weight
+            grads = grads * weight.unsqueeze(2)
+        terms = per_sample.mean(dim=1)
+        # The terms are means over the samples: each sample's gradient counts 1/n.
+        ctx.save_for_backward(grads / per_sample.shape[1])
         ctx.weights = weights
         w_main, w_aux, w_consistency = weights
-        main, aux, consistency = values
-        total = w_main * main + w_aux * aux + w_consistency * consistency
-        return torch.stack([total, main, aux, consistency])
+        # w_main * main + w_aux * aux + w_consistency * consistency, each
+        # weight in add's alpha rather than in an operation of its own.
+        total = (terms[0] * w_main).add_(terms[1], alpha=w_aux)
+        total = total.add_(terms[2], alpha=w_consistency)
+        return torch.cat([total.unsqueeze(0), terms])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_terms):
-        grad_main, grad_aux, grad_consistency = ctx.saved_tensors
+        (grads,) = ctx.saved_tensors
         w_main, w_aux, w_consistency = ctx.weights
         g_total, g_main, g_aux, g_consistency = grad_terms.unbind()
-        return (
-            (w_main * g_total + g_main) * grad_main,
-            (w_aux * g_total + g_aux) * grad_aux
-            + (w_consistency * g_total + g_consistency) * grad_consistency,
-        ) + (None,) * 6
+        # Each term reaches the logits directly and through the total.
+        grad_main_logits = grads[0] * g_main.add(g_total, alpha=w_main)
+        grad_aux_logits = torch.addcmul(
+            grads[1] * g_aux.add(g_total, alpha=w_aux),
+            grads[2],
+            g_consistency.add(g_total, alpha=w_consistency),
+        )
+        return (grad_main_logits, grad_aux_logits) + (None,) * 6
 
 
 class DualHeadLoss(nn.Module):
@@ -593,6 +614,15 @@ class DualHeadLoss(nn.Module):
 
     It holds no parameters; being a :class:`torch.nn.Module` lets skorch
     treat it as its criterion.
+
+    When both heads' losses are ``functools.partial`` objects of
+    :func:`focal_loss`, :func:`smoothed_cross_entropy` or
+    :func:`generalized_cross_entropy` (as
+    :func:`~sk_dualhead.strategies.build_loss` makes them) and a gradient is
+    wanted, the terms and their gradients come from closed forms in one
+    autograd node, several operations fewer per step than autograd through
+    the functions; other losses go through autograd. Both give the same
+    terms and gradients, to rounding.
 
     Parameters
     ----------
@@ -633,13 +663,8 @@ class DualHeadLoss(nn.Module):
 
     def forward(self, main_logits, aux_logits, target, sample_weight=None):
         """Return ``tensor([total, main, aux, consistency])``."""
-        main_form = _closed_form(self.main_loss)
-        aux_form = _closed_form(self.aux_loss)
-        if (
-            main_form is not None
-            and aux_form is not None
-            and (sample_weight is None or not sample_weight.requires_grad)
-        ):
+        forms = self._closed_forms(main_logits, aux_logits, sample_weight)
+        if forms is not None:
             return _FusedDualHeadTerms.apply(
                 main_logits,
                 aux_logits,
@@ -647,8 +672,7 @@ class DualHeadLoss(nn.Module):
                 sample_weight,
                 self.weights,
                 self.consistency_temperature,
-                main_form,
-                aux_form,
+                *forms,
             )
         w_main, w_aux, w_consistency = self.weights
         main = self.main_loss(main_logits, target, sample_weight=sample_weight)
@@ -661,3 +685,20 @@ class DualHeadLoss(nn.Module):
         )
         total = w_main * main + w_aux * aux + w_consistency * consistency
         return torch.stack([total, main, aux, consistency])
+
+    def _closed_forms(self, main_logits, aux_logits, sample_weight):
+        """Both heads' closed forms when the fused path applies, else None.
+
+        It applies when both losses have one (see :data:`_CLOSED_FORMS`) and
+        a gradient is wanted with respect to the logits alone. Without
+        gradient the composition is the cheaper: the closed forms' extra
+        work is the gradient itself.
+        """
+        if not torch.is_grad_enabled() or not (
+            main_logits.requires_grad or aux_logits.requires_grad
+        ):
+            return None
+        if sample_weight is not None and sample_weight.requires_grad:
+            return None
+        forms = (_closed_form(self.main_loss), _closed_form(self.aux_loss))
+        return None if None in forms else forms
