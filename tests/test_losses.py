@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sk_dualhead.strategies import STRATEGIES, build_loss
 from sk_dualhead.losses import (
     DualHeadLoss,
     adaptive_gamma,
@@ -298,3 +299,179 @@ def test_class_weights_follow_the_logits_device(loss):
     target = torch.zeros(4, dtype=torch.long, device="meta")
     value = loss(logits, target, alpha=torch.tensor([1.0, 2.0]))
     assert value.device.type == "meta"
+
+
+# DualHeadLoss's fused path: closed-form terms and gradients in one
+# autograd.Function, held equal to the autograd composition of the public
+# losses, which a plain function (not a partial of a covered loss) forces.
+
+FUSED_KNOBS = [
+    {},
+    {"gamma": 0.0},
+    {"gamma": 0.5},
+    {"gamma": "adaptive"},
+    {"label_smoothing": 0.0},
+    {"label_smoothing": 0.3, "confidence_penalty": 0.2},
+    {"class_balance_beta": 0.99},
+]
+
+
+def composed(loss):
+    """The same loss, through the autograd composition of the public losses."""
+    return DualHeadLoss(
+        lambda logits, target, **kwargs: loss.main_loss(logits, target, **kwargs),
+        lambda logits, target, **kwargs: loss.aux_loss(logits, target, **kwargs),
+        weights=loss.weights,
+        consistency_temperature=loss.consistency_temperature,
+    )
+
+
+def is_fused(terms):
+    return type(terms.grad_fn).__name__ == "_FusedDualHeadTermsBackward"
+
+
+def two_heads(n_classes, scale=3.0, n_samples=11, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    main, aux = (
+        (torch.randn(n_samples, n_classes, generator=generator, dtype=torch.float64) * scale)
+        .requires_grad_(True)
+        for _ in range(2)
+    )
+    target = torch.arange(n_samples) % n_classes
+    weight = torch.rand(n_samples, generator=generator, dtype=torch.float64) * 2
+    return main, aux, target, weight
+
+
+def assert_same_terms_and_gradients(loss, main, aux, target, weight, **tolerance):
+    """Fused and composed terms agree, and so do the gradients of each term."""
+    fused = loss(main, aux, target, weight)
+    reference = composed(loss)(main, aux, target, weight)
+    assert is_fused(fused) and not is_fused(reference)
+    torch.testing.assert_close(fused, reference, **tolerance)
+    for k in range(4):
+        grad_output = torch.zeros(4, dtype=fused.dtype)
+        grad_output[k] = 1.0
+        got, expected = (
+            torch.autograd.grad(
+                terms, (main, aux), grad_output, retain_graph=True, allow_unused=True
+            )
+            for terms in (fused, reference)
+        )
+        for g, e, logits in zip(got, expected, (main, aux)):
+            e = torch.zeros_like(logits) if e is None else e
+            torch.testing.assert_close(g, e, **tolerance)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("knobs", FUSED_KNOBS, ids=str)
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_fused_dual_head_loss_matches_composition(strategy, knobs, n_classes):
+    loss = build_loss(strategy, class_counts=[40, 7, 3][:n_classes], **knobs)
+    main, aux, target, weight = two_heads(n_classes)
+    for sample_weight in (None, weight):
+        assert_same_terms_and_gradients(
+            loss, main, aux, target, sample_weight, rtol=1e-10, atol=1e-13
+        )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fused_covers_focal_smoothing_alpha_and_temperature(n_classes):
+    alpha = ALPHA[:n_classes]
+    loss = DualHeadLoss(
+        partial(focal_loss, gamma=1.5, label_smoothing=0.1, alpha=alpha),
+        partial(focal_loss, gamma=0.5, alpha=alpha * 2),
+        weights=(0.5, 0.3, 0.2),
+        consistency_temperature=2.5,
+    )
+    main, aux, target, weight = two_heads(n_classes, seed=1)
+    for sample_weight in (None, weight):
+        assert_same_terms_and_gradients(
+            loss, main, aux, target, sample_weight, rtol=1e-10, atol=1e-13
+        )
+
+
+def test_default_strategy_takes_fused_path():
+    main, aux, target, weight = two_heads(2)
+    terms = build_loss("balanced")(main.float(), aux.float(), target, weight.float())
+    assert is_fused(terms)
+    assert terms.dtype == torch.float32
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "confidence_aware", "adversarial"])
+def test_gradcheck_fused(strategy):
+    gamma = 0.5 if strategy == "balanced" else None
+    loss = build_loss(strategy, gamma=gamma)
+    main, aux, target, weight = two_heads(3, scale=1.0, n_samples=5, seed=2)
+    assert is_fused(loss(main, aux, target, weight))
+    # The main head is the consistency term's teacher, which is detached: a
+    # finite difference in it moves that term, its gradient does not. So the
+    # heads are checked one at a time, the main one without that term.
+    assert torch.autograd.gradcheck(
+        lambda u: loss(main.detach(), u, target, weight), (aux,)
+    )
+    no_consistency = build_loss(strategy, gamma=gamma, loss_weights=(0.7, 0.25, 0.0))
+    assert torch.autograd.gradcheck(
+        lambda z: no_consistency(z, aux.detach(), target, weight)[:3], (main,)
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_fused_extreme_logits_stay_finite(gamma, scale):
+    # The true class certain, wrong, or tied with the other: p and 1 - p
+    # round to 0 and 1 in float32, where (1 - p)^(gamma - 1) is infinite.
+    main = torch.tensor(
+        [[scale, 0.0, -scale], [0.0, scale, 1.0], [scale, scale, 0.0]],
+        requires_grad=True,
+    )
+    aux = main.detach().flip(1).requires_grad_(True)
+    target = torch.tensor([0, 0, 2])
+    loss = build_loss("balanced", gamma=gamma, confidence_penalty=0.1)
+    terms = loss(main, aux, target, torch.tensor([1.0, 2.0, 0.5]))
+    assert is_fused(terms)
+    assert torch.isfinite(terms).all()
+    terms[0].backward()
+    assert torch.isfinite(main.grad).all() and torch.isfinite(aux.grad).all()
+    reference = composed(loss)(main, aux, target, torch.tensor([1.0, 2.0, 0.5]))
+    torch.testing.assert_close(terms, reference)
+
+
+def test_fused_gamma_zero_is_cross_entropy_gradient():
+    main, aux, target, _ = two_heads(3)
+    loss = DualHeadLoss(
+        partial(focal_loss, gamma=0.0),
+        partial(smoothed_cross_entropy),
+        weights=(1.0, 0.0, 0.0),
+    )
+    (got,) = torch.autograd.grad(loss(main, aux, target)[0], main)
+    (expected,) = torch.autograd.grad(F.cross_entropy(main, target), main)
+    torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-15)
+
+
+def test_uncovered_losses_fall_back_to_composition():
+    main, aux, target, weight = two_heads(2)
+
+    def squared_error(logits, target, sample_weight=None):
+        one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+        per_sample = ((logits.softmax(1) - one_hot) ** 2).sum(1)
+        return (per_sample * sample_weight).mean()
+
+    loss = DualHeadLoss(
+        partial(focal_loss, gamma=2.0), squared_error, weights=(0.7, 0.25, 0.05)
+    )
+    terms = loss(main, aux, target, weight)
+    assert not is_fused(terms)
+    assert terms[2].item() == pytest.approx(squared_error(aux, target, weight).item())
+    summed = build_loss("balanced")
+    summed.main_loss = partial(focal_loss, gamma=2.0, reduction="sum")
+    assert not is_fused(summed(main, aux, target, weight))
+    # Gradients with respect to the sample weights need the composition too.
+    weight = weight.clone().requires_grad_(True)
+    terms = build_loss("balanced")(main, aux, target, weight)
+    assert not is_fused(terms)
+    (grad,) = torch.autograd.grad(terms[0], weight)
+    assert torch.count_nonzero(grad) > 0
+    # Without gradient, the composition is the cheaper and gives the same.
+    with torch.no_grad():
+        plain = build_loss("balanced")(main, aux, target, weight)
+    torch.testing.assert_close(plain, terms.detach())
