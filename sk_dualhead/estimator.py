@@ -228,9 +228,14 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         embedded by the preprocessing keep their own embeddings. ``None``
         feeds them as they are. ``"periodic"`` is PLR (Gorishniy et al.
         2022): per column, 16 learned frequencies ``c`` initialised from
-        ``N(0, 0.1 ** 2)``, ``[cos(2 pi c x), sin(2 pi c x)]``, a linear
+        ``N(0, 0.03 ** 2)``, ``[cos(2 pi c x), sin(2 pi c x)]``, a linear
         layer of its own to 16 values and a ReLU
-        (:class:`~sk_dualhead._network.PeriodicEmbedding`).
+        (:data:`~sk_dualhead._network.NUMERICAL_EMBEDDINGS`). On the quality
+        benchmark's five tables (3-fold out-of-fold, five runs each) it
+        raised ROC AUC by 0.004 and average precision by 0.005 on average,
+        mostly on pima, nwtco and lending_club (breast_cancer and pbc barely
+        moved), and fits took about 1.4 times as long; a gain smaller than
+        the spread between runs, so it is not the default.
 
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.

@@ -28,7 +28,7 @@ def _inputs(n_rows, n_continuous, cardinalities, seed=0):
 
 def test_periodic_embedding_shape_and_formula():
     torch.manual_seed(0)
-    embed = PeriodicEmbedding(n_features=3, n_frequencies=4, d_embedding=5, sigma=0.5)
+    embed = PeriodicEmbedding(3, n_frequencies=4, d_embedding=5, sigma=0.5)
     X = torch.randn(7, 3)
     out = embed(X)
     assert out.shape == (7, 15) == (7, embed.output_width)
@@ -41,8 +41,8 @@ def test_periodic_embedding_shape_and_formula():
 
 def test_periodic_frequencies_start_at_sigma():
     torch.manual_seed(0)
-    embed = PeriodicEmbedding(n_features=100, n_frequencies=16, sigma=0.1)
-    assert embed.frequencies.std().item() == pytest.approx(0.1, rel=0.1)
+    embed = PeriodicEmbedding(100, n_frequencies=16, d_embedding=2, sigma=0.03)
+    assert embed.frequencies.std().item() == pytest.approx(0.03, rel=0.1)
 
 
 def test_periodic_network_shapes_with_category_embeddings():
