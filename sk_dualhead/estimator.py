@@ -36,7 +36,12 @@ from ._engine import (
     fused_adamw_available,
 )
 from .calibration import CALIBRATORS
-from ._network import ACTIVATIONS, NORMALIZATIONS, DualHeadNetwork
+from ._network import (
+    ACTIVATIONS,
+    NORMALIZATIONS,
+    NUMERICAL_EMBEDDINGS,
+    DualHeadNetwork,
+)
 from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
 from .strategies import (
@@ -216,6 +221,21 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     normalization : {"batchnorm", "layernorm"} or None, default=None
         Normalisation after each hidden linear layer.
+
+    numerical_embedding : {"periodic"} or None, default=None
+        Embedding of the continuous input columns (scaled numerics, missing
+        indicators, one-hot columns) before the trunk; categorical columns
+        embedded by the preprocessing keep their own embeddings. ``None``
+        feeds them as they are. ``"periodic"`` is PLR (Gorishniy et al.
+        2022): per column, 16 learned frequencies ``c`` initialised from
+        ``N(0, 0.03 ** 2)``, ``[cos(2 pi c x), sin(2 pi c x)]``, a linear
+        layer of its own to 16 values and a ReLU
+        (:data:`~sk_dualhead._network.NUMERICAL_EMBEDDINGS`). On the quality
+        benchmark's five tables (3-fold out-of-fold, five runs each) it
+        raised ROC AUC by 0.004 and average precision by 0.005 on average,
+        mostly on pima, nwtco and lending_club (breast_cancer and pbc barely
+        moved), and fits took about 1.4 times as long; a gain smaller than
+        the spread between runs, so it is not the default.
 
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.
@@ -448,6 +468,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "normalization": [StrOptions({n for n in NORMALIZATIONS if n}), None],
+        "numerical_embedding": [
+            StrOptions({n for n in NUMERICAL_EMBEDDINGS if n}),
+            None,
+        ],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
@@ -485,6 +509,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         activation="relu",
         dropout=0.3,
         normalization=None,
+        numerical_embedding=None,
         lr=1e-3,
         weight_decay=1e-2,
         max_grad_norm=None,
@@ -518,6 +543,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.normalization = normalization
+        self.numerical_embedding = numerical_embedding
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_grad_norm = max_grad_norm
@@ -960,6 +986,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             module__dropout=self.dropout,
             module__normalization=self.normalization,
             module__category_cardinalities=cardinalities,
+            module__numerical_embedding=self.numerical_embedding,
             criterion=DualHeadLoss,
             criterion__main_loss=loss.main_loss,
             criterion__aux_loss=loss.aux_loss,
