@@ -19,7 +19,7 @@ from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
 from skorch.hf import AccelerateMixin
 
-from .calibration import CALIBRATORS
+from .calibration import CALIBRATORS, weighted_nll
 from .losses import DualHeadLoss
 
 __all__ = []
@@ -252,8 +252,7 @@ class DualHeadNet(NeuralNet):
         if self.calibration is not None and np.isfinite(log_proba).all():
             calibrator = CALIBRATORS[self.calibration]()
             log_proba = calibrator.fit(log_proba, target, weights).transform(log_proba)
-        nll = -log_proba[np.arange(len(target)), target]
-        return float(np.average(nll, weights=weights))
+        return float(weighted_nll(log_proba, target, weights))
 
     def train_step_single(self, batch, **fit_params):
         Xi, yi = unpack_data(batch)

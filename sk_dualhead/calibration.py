@@ -37,7 +37,8 @@ def _log_scale_prior(log_scale, sample_weight):
     return 0.5 * log_scale**2 / sample_weight.sum()
 
 
-def _weighted_nll(log_proba, y, sample_weight):
+def weighted_nll(log_proba, y, sample_weight):
+    """Mean negative log-likelihood of the labels, weighted (None: equal weights)."""
     nll = -log_proba[np.arange(len(y)), y]
     return np.average(nll, weights=sample_weight)
 
@@ -97,7 +98,7 @@ class TemperatureScaling:
         logits, y, sample_weight = _check(logits, y, sample_weight)
 
         def loss(log_t):
-            return _weighted_nll(
+            return weighted_nll(
                 log_softmax(logits / np.exp(log_t), axis=1), y, sample_weight
             ) + _log_scale_prior(log_t, sample_weight)
 
@@ -175,7 +176,7 @@ class PlattScaling:
         margin = logits[:, 1] - logits[:, 0]
 
         def loss(params):
-            return _weighted_nll(
+            return weighted_nll(
                 self._log_proba(margin, *params), y, sample_weight
             ) + _log_scale_prior(params[0], sample_weight)
 
