@@ -74,22 +74,34 @@ def fused_adamw_available(device):
 
 
 class TensorDataset(torch.utils.data.Dataset):
-    """Features, encoded targets and sample weights as whole tensors.
+    """Some rows of whole tensors of features, encoded targets and weights.
+
+    ``rows`` (an index tensor) picks this dataset's rows out of ``X``, ``y``
+    and ``sample_weight`` when it is indexed, so the training and the
+    held-out datasets share one feature tensor instead of each holding a
+    copy of their rows: on a large table the copies would double the memory
+    a fit needs. ``rows=None`` stands for all rows.
 
     ``sample_weight=None`` stands for weights that are all one: the losses
     then skip the multiplications by one, which are exact, so nothing but
     the time changes.
+
+    Indexing with an int, a slice or an index tensor of positions within
+    the dataset returns ``(features, (targets, weights))``.
     """
 
-    def __init__(self, X, y, sample_weight=None):
+    def __init__(self, X, y, sample_weight=None, rows=None):
         self.X = X
         self.y = y
         self.sample_weight = sample_weight
+        self.rows = rows
 
     def __len__(self):
-        return len(self.X)
+        return len(self.X) if self.rows is None else len(self.rows)
 
     def __getitem__(self, i):
+        if self.rows is not None:
+            i = self.rows[i]
         weight = None if self.sample_weight is None else self.sample_weight[i]
         return self.X[i], (self.y[i], weight)
 
@@ -138,10 +150,7 @@ class TensorBatches:
         for start, stop in self._bounds():
             # Rows start..stop of this process's share, every step-th row.
             rows = slice(first + start * step, first + stop * step, step)
-            if order is not None:
-                rows = order[rows]
-            weight = None if data.sample_weight is None else data.sample_weight[rows]
-            yield data.X[rows], (data.y[rows], weight)
+            yield data[rows if order is None else order[rows]]
 
 
 class StopTraining(KeyboardInterrupt):

@@ -635,12 +635,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # Weights are scaled to average one over the rows trained on, so the
         # learning rate means the same with and without them.
         weights = weights / weights[train].mean()
-        datasets = [
-            self._tensor_dataset(features[rows], y[rows], weights[rows])
-            if rows is not None
-            else None
-            for rows in (train, valid)
-        ]
+        datasets = self._tensor_datasets(features, y, weights, train, valid)
         # Calibrating needs held-out rows: calibrating on the rows the
         # network was trained on would fit its over-fitting, not undo it.
         calibration = self._calibration_method(strategy) if valid is not None else None
@@ -660,8 +655,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.calibrator_ = None
         if calibration is not None:
             with _torch_threads(self.n_threads):
-                # The held-out tensor trained early stopping; no second copy.
-                held_out = self._uncalibrated_log_proba(datasets[1].X)
+                held_out = self._uncalibrated_log_proba(datasets[1][:][0])
             self.calibrator_ = CALIBRATORS[calibration]().fit(
                 held_out, y[valid], weights[valid]
             )
@@ -865,21 +859,35 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return weights
 
-    def _tensor_dataset(self, features, y, weights):
-        """Move one split to the device; weights that are all one are dropped."""
-        return TensorDataset(
+    def _tensor_datasets(self, features, y, weights, train, valid):
+        """The training and held-out datasets (None: no held-out rows).
+
+        The data move to the device once, and both datasets index into the
+        same tensors; weights that are all one are dropped.
+        """
+        tensors = [
             torch.from_numpy(features).to(self.device_),
             torch.from_numpy(y).to(self.device_),
             None
             if np.all(weights == 1)
             else torch.from_numpy(weights.astype(np.float32)).to(self.device_),
-        )
+        ]
+        return [
+            None
+            if rows is None
+            else TensorDataset(
+                *tensors,
+                rows=None
+                if isinstance(rows, slice)
+                else torch.from_numpy(rows).to(self.device_),
+            )
+            for rows in (train, valid)
+        ]
 
     def _split(self, y, rng):
         """Rows to train on and rows to validate on (None: no validation).
 
-        Training on all rows is a slice, not an index array, so that the
-        features are used in place rather than copied.
+        All rows are ``slice(None)``, which needs no index to train through.
         """
         if not self.early_stopping:
             return slice(None), None

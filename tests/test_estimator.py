@@ -158,13 +158,14 @@ def test_monitored_loss_is_the_log_loss_of_predict_proba(binary, monkeypatch):
     X, y = binary
     clf = DualHeadClassifier(predict_head="mean", **FAST).fit(X, y)
     (valid,) = held_out
-    main, aux = clf.net_.predict_logits(valid.X)
+    features, (target, weights) = valid[:]
+    main, aux = clf.net_.predict_logits(features)
     proba = (torch.softmax(main, 1) + torch.softmax(aux, 1)).numpy() / 2
     # predict_proba calibrates by default, with a calibrator fitted to these rows.
     proba = np.exp(clf.calibrator_.transform(np.log(proba)))
     # Weights that are all one are held as None.
-    weights = None if valid.sample_weight is None else valid.sample_weight.numpy()
-    expected = log_loss(valid.y.numpy(), proba, sample_weight=weights)
+    weights = None if weights is None else weights.numpy()
+    expected = log_loss(target.numpy(), proba, sample_weight=weights)
     best = clf.history_[clf.best_epoch_ - 1, "valid_log_loss"]
     assert best == pytest.approx(expected, rel=1e-5)
     assert best == pytest.approx(min(clf.history_[:, "valid_log_loss"]))
@@ -312,8 +313,8 @@ def _captured_datasets(monkeypatch):
     captured = []
     real_dataset = estimator_module.TensorDataset
 
-    def capture(*args):
-        captured.append(real_dataset(*args))
+    def capture(*args, **kwargs):
+        captured.append(real_dataset(*args, **kwargs))
         return captured[-1]
 
     monkeypatch.setattr(estimator_module, "TensorDataset", capture)
@@ -332,6 +333,23 @@ def test_training_on_all_rows_uses_float32_features_in_place(binary, monkeypatch
     assert train.sample_weight is None
 
 
+def test_held_out_rows_share_the_features_with_the_training_rows(binary, monkeypatch):
+    captured = _captured_datasets(monkeypatch)
+    X, y = binary
+    X = X.astype(np.float32)
+    params = dict(FAST, max_epochs=1, preprocessing=None)
+    DualHeadClassifier(**params).fit(X, y)
+    train, valid = captured
+    # No copy of either split: both index the caller's array.
+    assert train.X is valid.X
+    assert np.shares_memory(train.X.numpy(), X)
+    rows = np.concatenate([train.rows.numpy(), valid.rows.numpy()])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(X)))
+    features, (target, _) = valid[:]
+    np.testing.assert_array_equal(features.numpy(), X[valid.rows.numpy()])
+    np.testing.assert_array_equal(target.numpy(), y[valid.rows.numpy()])
+
+
 def test_unequal_weights_reach_the_loss(binary, monkeypatch):
     captured = _captured_datasets(monkeypatch)
     X, y = binary
@@ -339,5 +357,6 @@ def test_unequal_weights_reach_the_loss(binary, monkeypatch):
     DualHeadClassifier(**dict(FAST, max_epochs=1)).fit(X, y, sample_weight=weights)
     train, valid = captured
     for dataset in (train, valid):
-        weight, labels = dataset.sample_weight.numpy(), dataset.y.numpy()
+        _, (labels, weight) = dataset[:]
+        weight, labels = weight.numpy(), labels.numpy()
         np.testing.assert_allclose(weight[labels == 1], 2 * weight[labels == 0][0])
