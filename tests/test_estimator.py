@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -305,6 +306,24 @@ def test_grid_search_over_strategy_and_weights_in_pipeline(three_class):
     assert len(search.cv_results_["params"]) == 4
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.predict_proba(X).shape == (len(X), 3)
+
+
+def test_soft_voting_averages_members_with_their_own_seeds(three_class):
+    """The recipe of docs/howto/ensembles.rst."""
+    X, y = three_class
+    members = [
+        (f"seed{seed}", DualHeadClassifier(**dict(FAST, random_state=seed)))
+        for seed in range(3)
+    ]
+    ensemble = VotingClassifier(members, voting="soft").fit(X, y)
+    probabilities = [member.predict_proba(X) for member in ensemble.estimators_]
+    # Different seeds give different networks, and the ensemble is their mean.
+    assert not np.allclose(probabilities[0], probabilities[1])
+    np.testing.assert_allclose(
+        ensemble.predict_proba(X), np.mean(probabilities, axis=0)
+    )
+    # A member's parameter is reachable by name, as a grid search needs.
+    assert ensemble.get_params()["seed1__random_state"] == 1
 
 
 def _captured_datasets(monkeypatch):
