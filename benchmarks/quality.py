@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -206,6 +206,15 @@ def models(random_state=0):
         # on plain cross-entropy, probabilities averaged.
         "DualHead (both heads CE)": DualHeadClassifier(
             gamma=0.0, label_smoothing=0.0, random_state=random_state
+        ),
+        # docs/howto/ensembles.rst: five default networks with seeds of their
+        # own, their probabilities averaged; five times the fitting.
+        "DualHead (5 seeds, soft vote)": VotingClassifier(
+            [
+                (f"seed{j}", DualHeadClassifier(random_state=5 * random_state + j))
+                for j in range(5)
+            ],
+            voting="soft",
         ),
         "LogisticRegression": make_pipeline(
             _standard_preprocessing(), LogisticRegression(max_iter=2000)

@@ -24,7 +24,9 @@ AdamW hyperparameters, without dropout: skorch keeps its defaults except
 ``preprocessing=None`` and ``early_stopping=False``. An epoch's time is the
 time of a whole fit (network construction and input checks included) divided
 by the number of epochs, and each figure is the median over ``--repeats``
-fits (``--predict-repeats`` predictions after each), the models taking turns
+fits (``--predict-repeats`` timed predictions after each, which follow one
+untimed prediction so that every model is timed with the memory allocator
+warm; see the comment in ``measure_speed``), the models taking turns
 so that a change of load on a shared machine hits them all alike. CPU time
 (``time.process_time``) is the measure of record: wall time is printed too,
 but on a busy machine it measures the neighbours as much as the code.
@@ -240,6 +242,13 @@ def measure_speed(device, X, y, X_predict, epochs, repeats, predict_repeats):
             model, wall, cpu = timed(lambda: fit_model(name, device, X, y, epochs))
             samples[name]["wall"].append(wall / epochs)
             samples[name]["cpu"].append(cpu / epochs)
+            # The first predictions after a fit pay for the allocator: a fit
+            # leaves glibc's mmap threshold where the next 1 MB activation
+            # buffers are mapped afresh, some 50,000 page faults and 0.2 s
+            # per 200,000 rows, for whichever model is measured (counted
+            # with ru_minflt; a few hundred once warm). One untimed
+            # prediction lets every model be timed in the steady state.
+            model.predict_proba(X_predict)
             for _ in range(predict_repeats):
                 proba, wall, cpu = timed(lambda: model.predict_proba(X_predict))
                 assert proba.shape == (len(X_predict), 2)
@@ -469,7 +478,7 @@ def main(argv=None):
         f"(torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}, "
         f"{args.rows:,} x {N_FEATURES} training rows, {args.epochs} epochs, "
         f"median of {args.repeats} fits, {args.predict_rows:,} rows predicted "
-        f"{args.predict_repeats} times after each fit).",
+        f"{args.predict_repeats} times after each fit and one untimed prediction).",
     ]
     speed = {}
     for device in devices:
