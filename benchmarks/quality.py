@@ -346,6 +346,14 @@ def score(datasets, model_names, *, n_splits, n_repeats, results=RESULTS, factor
             complete = mine.groupby("repeat").fold.nunique()
             complete = complete[complete == n_splits].index
             if not len(complete):
+                cached = (folds.dataset == dataset) & (folds.model == name)
+                if not len(mine) and cached.any():
+                    warnings.warn(
+                        f"{name} on {dataset}: the cached folds were fitted with "
+                        "other parameters, so the tables leave it out; run without "
+                        "--cached to fit it with the current ones.",
+                        stacklevel=2,
+                    )
                 continue
             per_repeat = []
             for repeat in complete:
