@@ -246,8 +246,9 @@ def measure_speed(device, X, y, X_predict, epochs, repeats, predict_repeats):
             # leaves glibc's mmap threshold where the next 1 MB activation
             # buffers are mapped afresh, some 50,000 page faults and 0.2 s
             # per 200,000 rows, for whichever model is measured (counted
-            # with ru_minflt; a few hundred once warm). One untimed
-            # prediction lets every model be timed in the steady state.
+            # with ru_minflt). One untimed prediction lets every model be
+            # timed warm (the raw loop then takes a few hundred faults; the
+            # estimator still 0 to 95,000, see docs/benchmarks/speed.md).
             model.predict_proba(X_predict)
             for _ in range(predict_repeats):
                 proba, wall, cpu = timed(lambda: model.predict_proba(X_predict))

@@ -655,7 +655,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self.calibrator_ = None
         if calibration is not None:
             with _torch_threads(self.n_threads):
-                held_out = self._uncalibrated_log_proba(datasets[1][:][0])
+                held_out_features, _ = datasets[1][:]
+                held_out = self._uncalibrated_log_proba(held_out_features)
             self.calibrator_ = CALIBRATORS[calibration]().fit(
                 held_out, y[valid], weights[valid]
             )
