@@ -26,6 +26,17 @@ def _inputs(n_rows, n_continuous, cardinalities, seed=0):
     return torch.cat([continuous, *codes], dim=1)
 
 
+def _periodic_network(n_continuous, n_classes=2, cardinalities=(5,)):
+    """A small network with periodic embeddings and embedded categories."""
+    return DualHeadNetwork(
+        n_continuous=n_continuous,
+        n_classes=n_classes,
+        hidden_sizes=(8,),
+        category_cardinalities=cardinalities,
+        numerical_embedding="periodic",
+    )
+
+
 def test_periodic_embedding_shape_and_formula():
     torch.manual_seed(0)
     embed = PeriodicEmbedding(3, n_frequencies=4, d_embedding=5, sigma=0.5)
@@ -46,13 +57,7 @@ def test_periodic_frequencies_start_at_sigma():
 
 
 def test_periodic_network_shapes_with_category_embeddings():
-    net = DualHeadNetwork(
-        n_continuous=4,
-        n_classes=3,
-        hidden_sizes=(8,),
-        category_cardinalities=(5, 7),
-        numerical_embedding="periodic",
-    )
+    net = _periodic_network(4, n_classes=3, cardinalities=(5, 7))
     main, aux = net(_inputs(6, 4, (5, 7)))
     assert main.shape == aux.shape == (6, 3)
     embedded_width = net.numerical_embedding.output_width + sum(
@@ -63,26 +68,14 @@ def test_periodic_network_shapes_with_category_embeddings():
 
 
 def test_periodic_network_without_continuous_columns():
-    net = DualHeadNetwork(
-        n_continuous=0,
-        n_classes=2,
-        hidden_sizes=(8,),
-        category_cardinalities=(5,),
-        numerical_embedding="periodic",
-    )
+    net = _periodic_network(0)
     main, _ = net(_inputs(4, 0, (5,)))
     assert main.shape == (4, 2)
 
 
 def test_gradients_reach_frequencies_and_linear_layers():
     torch.manual_seed(0)
-    net = DualHeadNetwork(
-        n_continuous=4,
-        n_classes=2,
-        hidden_sizes=(8,),
-        category_cardinalities=(5,),
-        numerical_embedding="periodic",
-    )
+    net = _periodic_network(4)
     main, aux = net(_inputs(32, 4, (5,)))
     (main.sum() + aux.sum()).backward()
     embed = net.numerical_embedding
