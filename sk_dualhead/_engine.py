@@ -19,6 +19,7 @@ from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
 from skorch.hf import AccelerateMixin
 
+from ._network import InferencePass
 from .calibration import CALIBRATORS, weighted_nll
 from .losses import DualHeadLoss
 
@@ -372,23 +373,21 @@ class DualHeadNet(NeuralNet):
         trunk, so a head whose output would be thrown away is not computed.
         """
         self._set_training(False)
-        module = self.module_
-        logits = {head: [] for head in heads}
+        n_classes = self.module_.main_head.out_features
+        n_chunks = math.ceil(len(X) / PREDICT_BATCH_SIZE)
         with torch.inference_mode():
+            forward = InferencePass(self.module_, heads, PREDICT_BATCH_SIZE)
+            logits = torch.empty(
+                n_chunks * PREDICT_BATCH_SIZE, len(heads) * n_classes, device=self.device
+            )
             for start in range(0, len(X), PREDICT_BATCH_SIZE):
-                chunk = X[start : start + PREDICT_BATCH_SIZE]
-                n_rows = len(chunk)
-                if n_rows < PREDICT_BATCH_SIZE:
-                    chunk = torch.cat(
-                        [chunk, chunk.new_zeros(PREDICT_BATCH_SIZE - n_rows, X.shape[1])]
-                    )
-                hidden = module.encode(chunk.to(self.device))
-                for head, outputs in logits.items():
-                    outputs.append(getattr(module, f"{head}_head")(hidden)[:n_rows])
-        return tuple(
-            torch.cat(logits[head]).to("cpu", torch.float64) if head in logits else None
-            for head in ("main", "aux")
-        )
+                forward(
+                    X[start : start + PREDICT_BATCH_SIZE].to(self.device),
+                    out=logits[start : start + PREDICT_BATCH_SIZE],
+                )
+            logits = logits[: len(X)].to("cpu", torch.float64)
+        by_head = dict(zip(heads, logits.split(n_classes, dim=1)))
+        return by_head.get("main"), by_head.get("aux")
 
 
 class AcceleratedDualHeadNet(AccelerateMixin, DualHeadNet):

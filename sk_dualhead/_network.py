@@ -186,8 +186,8 @@ class DualHeadNetwork(nn.Module):
         self.main_head = nn.Linear(width, n_classes)
         self.aux_head = nn.Linear(width, n_classes)
 
-    def encode(self, X):
-        """Output of the trunk, which both heads read."""
+    def trunk_inputs(self, X):
+        """The trunk's input: continuous columns, embedded or not, then embeddings."""
         inputs = X[:, : self.n_continuous]
         if self.numerical_embedding is not None:
             inputs = self.numerical_embedding(inputs)
@@ -198,9 +198,98 @@ class DualHeadNetwork(nn.Module):
                 + [embed(codes[:, i]) for i, embed in enumerate(self.embeddings)],
                 dim=1,
             )
-        return self.trunk(inputs)
+        return inputs
+
+    def encode(self, X):
+        """Output of the trunk, which both heads read."""
+        return self.trunk(self.trunk_inputs(X))
 
     def forward(self, X):
         """Return ``(main_logits, aux_logits)``."""
         hidden = self.encode(X)
         return self.main_head(hidden), self.aux_head(hidden)
+
+
+#: In-place forms of the activations, for buffers an inference pass owns.
+_IN_PLACE_ACTIVATIONS = {
+    nn.ReLU: torch.relu_,
+    nn.Tanh: torch.tanh_,
+    nn.SiLU: functools.partial(nn.functional.silu, inplace=True),
+    nn.SELU: functools.partial(nn.functional.selu, inplace=True),
+}
+
+
+class InferencePass:
+    """Forward passes of a :class:`DualHeadNetwork` in eval mode, into reused buffers.
+
+    ``module(X)`` allocates every activation afresh: on the CPU a 1,024-row
+    chunk through a 256-wide trunk asks the allocator for a few MB per chunk,
+    which the C library, depending on what the process allocated before,
+    maps and unmaps again (minor page faults on every chunk). Here each
+    linear layer writes into a buffer of its own (``torch.addmm(...,
+    out=)``), activations run in place, and the heads asked for are one
+    matrix product written straight into the caller's output.
+
+    Every call computes exactly ``n_rows`` rows (fewer are padded with
+    zeros): BLAS picks its kernels by matrix shape, so with one shape a row's
+    logits are bit-for-bit the same whatever rows are predicted with it.
+
+    Parameters
+    ----------
+    network : DualHeadNetwork
+        The network, in eval mode; its weights are read, never copied.
+    heads : tuple of {"main", "aux"}
+        The heads whose logits are written, side by side, in this order.
+    n_rows : int
+        Rows per call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead._network import DualHeadNetwork, InferencePass
+    >>> net = DualHeadNetwork(n_continuous=4, n_classes=3, hidden_sizes=(8,)).eval()
+    >>> X, out = torch.randn(5, 4), torch.empty(16, 6)
+    >>> with torch.inference_mode():
+    ...     InferencePass(net, ("main", "aux"), n_rows=16)(X, out=out)
+    ...     main, aux = net(X)
+    >>> torch.allclose(out[:5], torch.cat([main, aux], dim=1), atol=1e-6)
+    True
+    """
+
+    def __init__(self, network, heads, n_rows):
+        self.network = network
+        self.n_rows = n_rows
+        device = network.main_head.weight.device
+        head_layers = [getattr(network, f"{head}_head") for head in heads]
+        self.head_weight = torch.cat([layer.weight for layer in head_layers]).t()
+        self.head_bias = torch.cat([layer.bias for layer in head_layers])
+        self.buffers = [
+            torch.empty(n_rows, layer.out_features, device=device)
+            if isinstance(layer, nn.Linear)
+            else None
+            for layer in network.trunk
+        ]
+        self.padded = None
+
+    def __call__(self, X, out):
+        """Write the heads' logits of ``X`` (at most ``n_rows`` rows) into ``out``.
+
+        ``out`` has ``n_rows`` rows; those past ``len(X)`` hold the padding's.
+        """
+        if len(X) < self.n_rows:
+            if self.padded is None:
+                self.padded = X.new_zeros(self.n_rows, X.shape[1])
+            self.padded[: len(X)] = X
+            X = self.padded
+        hidden = self.network.trunk_inputs(X)
+        for layer, buffer in zip(self.network.trunk, self.buffers):
+            if buffer is not None:
+                hidden = torch.addmm(layer.bias, hidden, layer.weight.t(), out=buffer)
+            elif type(layer) in _IN_PLACE_ACTIVATIONS:
+                # hidden is a buffer of this pass or a normalisation's fresh
+                # output, never the caller's X: the trunk starts with a
+                # linear layer.
+                hidden = _IN_PLACE_ACTIVATIONS[type(layer)](hidden)
+            else:
+                hidden = layer(hidden)
+        torch.addmm(self.head_bias, hidden, self.head_weight, out=out)

@@ -82,7 +82,9 @@ def test_predict_head(binary, head):
         "aux": torch.softmax(aux, 1),
         "mean": (torch.softmax(main, 1) + torch.softmax(aux, 1)) / 2,
     }[head]
-    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=1e-10)
+    # Predicting with one head multiplies by its weights alone, with both by
+    # both heads' weights side by side: BLAS may round the two differently.
+    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=1e-6)
 
 
 def test_three_classes_and_string_labels(three_class):

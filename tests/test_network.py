@@ -8,7 +8,10 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sk_dualhead import DualHeadClassifier
 from sk_dualhead._network import (
     NUMERICAL_EMBEDDINGS,
+    ACTIVATIONS,
+    NORMALIZATIONS,
     DualHeadNetwork,
+    InferencePass,
     PeriodicEmbedding,
 )
 
@@ -107,6 +110,68 @@ def test_numerical_embedding_names_match_the_estimator_options():
     options = DualHeadClassifier._parameter_constraints["numerical_embedding"]
     assert options[0].options == {name for name in NUMERICAL_EMBEDDINGS if name}
     assert None in options
+
+
+def _inferred(network, X, heads, n_rows):
+    """Logits of ``heads`` for ``X`` from an :class:`InferencePass`, by chunks."""
+    forward = InferencePass(network, heads, n_rows)
+    out = torch.full((-(-len(X) // n_rows) * n_rows, 3 * len(heads)), torch.nan)
+    for start in range(0, len(X), n_rows):
+        forward(X[start : start + n_rows], out=out[start : start + n_rows])
+    return out[: len(X)]
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
+@pytest.mark.parametrize("numerical_embedding", list(NUMERICAL_EMBEDDINGS))
+def test_inference_pass_matches_the_module(
+    activation, normalization, numerical_embedding
+):
+    network = DualHeadNetwork(
+        n_continuous=4,
+        n_classes=3,
+        hidden_sizes=(16, 8),
+        activation=activation,
+        dropout=0.5,
+        normalization=normalization,
+        category_cardinalities=(5, 40),
+        numerical_embedding=numerical_embedding,
+    )
+    X = _inputs(50, 4, (5, 40))
+    network.train()(X)  # moves BatchNorm's running statistics off their start
+    network.eval()
+    with torch.inference_mode():
+        main, aux = network(X)
+        both = _inferred(network, X, ("main", "aux"), n_rows=16)
+        aux_only = _inferred(network, X, ("aux",), n_rows=16)
+        # The weights are untouched by the in-place activations.
+        again = network(X)
+    torch.testing.assert_close(both, torch.cat([main, aux], dim=1))
+    torch.testing.assert_close(aux_only, aux)
+    torch.testing.assert_close(again[0], main, rtol=0, atol=0)
+
+
+def test_inference_pass_row_does_not_depend_on_its_neighbours():
+    network = DualHeadNetwork(n_continuous=6, n_classes=3, hidden_sizes=(32, 32))
+    network.eval()
+    X = _inputs(37, 6, ())
+    with torch.inference_mode():
+        together = _inferred(network, X, ("main", "aux"), n_rows=16)
+        alone = torch.cat(
+            [_inferred(network, X[i : i + 1], ("main", "aux"), 16) for i in range(37)]
+        )
+    torch.testing.assert_close(alone, together, rtol=0, atol=0)
+
+
+def test_inference_pass_without_hidden_layers_leaves_the_input_alone():
+    network = DualHeadNetwork(n_continuous=5, n_classes=3, hidden_sizes=()).eval()
+    X = _inputs(16, 5, ())
+    before = X.clone()
+    with torch.inference_mode():
+        logits = _inferred(network, X, ("main",), n_rows=16)
+        expected = network(X)[0]
+    torch.testing.assert_close(logits, expected)
+    torch.testing.assert_close(X, before, rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")
