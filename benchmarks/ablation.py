@@ -7,10 +7,12 @@ loss and calibration settings named in :data:`VARIANTS`, scored by repeated
 stratified K-fold on the tables of :mod:`benchmarks.datasets`. The positive
 class of each table is its minority class (the rare event).
 
-A network is trained once per fold and variant; its uncalibrated and its
-temperature-scaled probabilities come from the same fitted network (the
-calibrator is fitted on the early-stopping split inside ``fit``; "raw" reads
-the probabilities with it switched off).
+Each variant is one network (``n_networks=1``): the loss design is what is
+compared, not the averaging of several networks that the default adds on
+small tables. A network is trained once per fold and variant; its
+uncalibrated and its temperature-scaled probabilities come from the same
+fitted network (the calibrator is fitted on the early-stopping split inside
+``fit``; "raw" reads the probabilities with it switched off).
 
 Run (one CPU thread; each table's results are cached in ``--cache``, so an
 interrupted run resumes and tables can be run with different fold counts)::
@@ -97,14 +99,14 @@ def score(y, proba):
 
 
 def positive_probability(clf, X, positive, calibrated):
-    """Probability of the positive class, with or without the calibrator."""
-    calibrator = clf.calibrator_
+    """Probability of the positive class, with or without the calibrators."""
+    calibrators = clf.calibrators_
     if not calibrated:
-        clf.calibrator_ = None
+        clf.calibrators_ = [None] * len(calibrators)
     try:
         proba = clf.predict_proba(X)
     finally:
-        clf.calibrator_ = calibrator
+        clf.calibrators_ = calibrators
     return proba[:, list(clf.classes_).index(positive)]
 
 
@@ -121,9 +123,9 @@ def run_dataset(name, folds, repeats, seed=0):
     for fold, (train, test) in enumerate(splitter.split(X, y)):
         started = time.time()
         fitted = {
-            network: DualHeadClassifier(random_state=fold, n_threads=1, **params).fit(
-                X.iloc[train], y[train]
-            )
+            network: DualHeadClassifier(
+                n_networks=1, random_state=fold, n_threads=1, **params
+            ).fit(X.iloc[train], y[train])
             for network, params in NETWORKS.items()
         }
         for row, (network, calibrated) in ROWS.items():

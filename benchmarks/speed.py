@@ -189,6 +189,8 @@ def make_dualhead(device, epochs, loss_weights=None):
         batch_size=BATCH_SIZE,
         early_stopping=False,
         preprocessing=None,
+        # One network, as the raw loop trains (the default from 10,000 rows).
+        n_networks=1,
         loss_weights=loss_weights,
         device=device,
         random_state=0,
@@ -248,7 +250,8 @@ def measure_speed(device, X, y, X_predict, epochs, repeats, predict_repeats):
             # per 200,000 rows, for whichever model is measured (counted
             # with ru_minflt). One untimed prediction lets every model be
             # timed warm (the raw loop then takes a few hundred faults; the
-            # estimator still 0 to 95,000, see docs/benchmarks/speed.md).
+            # estimator, whose activations live in buffers of its own, none:
+            # see docs/benchmarks/speed.md).
             model.predict_proba(X_predict)
             for _ in range(predict_repeats):
                 proba, wall, cpu = timed(lambda: model.predict_proba(X_predict))

@@ -207,7 +207,7 @@ def demo_models(quick, random_state):
     """The models the demo compares, by display name."""
     dualhead = {"n_threads": 1, "random_state": random_state}
     if quick:
-        dualhead.update(max_epochs=5, hidden_sizes=(32,))
+        dualhead.update(max_epochs=5, hidden_sizes=(32,), n_networks=1)
     models = {
         f"DualHead({name})": DualHeadClassifier(name, **dualhead)
         for name in DEMO_STRATEGIES
@@ -383,12 +383,26 @@ def split_target(frame, target, path):
     return frame.drop(columns=target), y, counts.min()
 
 
+def _networks(text):
+    """``--n-networks``: ``auto`` or a positive int."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive int, got {text!r}")
+    return value
+
+
 def run_fit(args):
     frame = read_table(args.data)
     X, y, smallest = split_target(frame, args.target, args.data)
     model = DualHeadClassifier(
         args.strategy,
         max_epochs=args.max_epochs,
+        n_networks=args.n_networks,
         random_state=args.random_state,
         verbose=args.verbose,
     )
@@ -416,9 +430,12 @@ def run_fit(args):
     strategy = getattr(model, "strategy_", model.strategy)
     reason = getattr(model, "strategy_reason_", None)
     print(f"strategy: {strategy}" + (f" ({reason})" if reason else ""))
+    networks = (
+        f"{model.n_networks_} networks, the first " if model.n_networks_ > 1 else ""
+    )
     print(
-        f"fitted on {len(y)} rows in {seconds:.1f} s, {model.n_epochs_} epochs "
-        f"(kept epoch {model.best_epoch_})"
+        f"fitted on {len(y)} rows in {seconds:.1f} s, {networks}{model.n_epochs_} "
+        f"epochs (kept epoch {model.best_epoch_})"
     )
     out = pathlib.Path(args.out)
     try:
@@ -546,6 +563,12 @@ def build_parser():
     )
     fit.add_argument(
         "--max-epochs", type=int, default=200, help="(default: %(default)s)"
+    )
+    fit.add_argument(
+        "--n-networks",
+        type=_networks,
+        default="auto",
+        help="networks averaged; auto: 5 below 10,000 rows, else 1 (default: %(default)s)",
     )
     fit.add_argument(
         "--verbose",

@@ -21,7 +21,7 @@ from sk_dualhead._engine import AcceleratedDualHeadNet, TensorBatches, TensorDat
 
 accelerate = pytest.importorskip("accelerate")
 
-SETTINGS = {"hidden_sizes": (32,), "max_epochs": 15, "random_state": 0}
+SETTINGS = {"hidden_sizes": (32,), "max_epochs": 15, "n_networks": 1, "random_state": 0}
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,7 @@ def _train_in_each_process(out_dir):
     clf = DualHeadClassifier(
         accelerator=acc,
         hidden_sizes=(32,),
+        n_networks=1,
         normalization="batchnorm",
         batch_size=8,
         lr=3e-2,

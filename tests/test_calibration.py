@@ -9,7 +9,7 @@ from scipy.special import log_softmax, softmax
 from sk_dualhead import DualHeadClassifier
 from sk_dualhead.calibration import PlattScaling, TemperatureScaling
 
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 
 
 def _draw(proba, rng):
@@ -90,7 +90,7 @@ def test_estimator_applies_its_calibrator(binary, calibration):
     # difference (refitting with calibration=None could stop at another epoch,
     # since early stopping scores the calibrated probabilities).
     raw = copy.deepcopy(clf)
-    raw.calibrator_ = None
+    raw.calibrators_ = [None]
     expected = clf.calibrator_.transform(raw.predict_log_proba(X))
     np.testing.assert_allclose(clf.predict_log_proba(X), expected, rtol=1e-10)
     proba = clf.predict_proba(X)

@@ -62,6 +62,20 @@ def test_fit_prints_cv_scores_and_strategy(fitted_files):
     for header in ("ROC AUC", "AP", "Brier", "ECE(10)", "fit s"):
         assert header in out
     assert "strategy: " in out
+    # 160 rows: n_networks="auto" averages five networks.
+    assert "5 networks, the first" in out
+
+
+def test_fit_takes_the_number_of_networks(table, tmp_path, capsys):
+    data, out = tmp_path / "train.csv", tmp_path / "model.joblib"
+    table.to_csv(data, index=False)
+    command = ["fit", str(data), "--target", "outcome", "--cv", "0", "--quiet"]
+    command += ["--max-epochs", "2", "--out", str(out)]
+    assert main([*command, "--n-networks", "2"]) == 0
+    assert joblib.load(out).n_networks_ == 2
+    with pytest.raises(SystemExit):
+        main([*command, "--n-networks", "0"])
+    assert "expected auto or a positive int, got '0'" in capsys.readouterr().err
 
 
 def test_predict_round_trip(fitted_files, table, tmp_path):

@@ -5,7 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sk_dualhead import DualHeadClassifier
 
 # Small and fast, but trained enough to pass the accuracy checks.
-FAST = dict(hidden_sizes=(32,), max_epochs=40, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(32,), max_epochs=40, lr=1e-2, n_networks=1, random_state=0)
 
 # Minibatch training with a held-out validation split: a sample of weight 2
 # and two copies of it land in different batches (and splits) and shift the
@@ -28,6 +28,7 @@ def _expected_failed_checks(estimator):
     [
         DualHeadClassifier(**FAST),
         DualHeadClassifier(preprocessing=None, **FAST),
+        DualHeadClassifier(**{**FAST, "n_networks": 2, "max_epochs": 20}),
     ],
     expected_failed_checks=_expected_failed_checks,
 )

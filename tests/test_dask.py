@@ -14,7 +14,7 @@ distributed = pytest.importorskip("dask.distributed")
 def _search():
     return GridSearchCV(
         DualHeadClassifier(
-            hidden_sizes=(8,), max_epochs=5, n_threads=1, random_state=0
+            hidden_sizes=(8,), max_epochs=5, n_networks=1, n_threads=1, random_state=0
         ),
         {"gamma": [0.5, 2.0], "loss_weights": [None, (0.5, 0.5, 0.0)]},
         scoring="neg_log_loss",

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_dualhead import DualHeadClassifier, __version__
 
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_early_stopping_restores_best_epoch(binary):
     X, y = binary
     clf = DualHeadClassifier(
         hidden_sizes=(64, 64), lr=0.05, max_epochs=200, n_iter_no_change=3,
-        random_state=0,
+        n_networks=1, random_state=0,
     ).fit(X, y)
     losses = clf.history_[:, "valid_log_loss"]
     assert clf.n_epochs_ < 200, "the overfitting net should stop early"
@@ -326,6 +326,64 @@ def test_soft_voting_averages_members_with_their_own_seeds(three_class):
     )
     # A member's parameter is reachable by name, as a grid search needs.
     assert ensemble.get_params()["seed1__random_state"] == 1
+
+
+def test_networks_are_averaged_each_with_its_own_seed_split_and_calibration(
+    binary, monkeypatch
+):
+    captured = _captured_datasets(monkeypatch)
+    X, y = binary
+    clf = DualHeadClassifier(**dict(FAST, n_networks=3)).fit(X, y)
+    assert clf.n_networks_ == len(clf.nets_) == len(clf.calibrators_) == 3
+    assert clf.net_ is clf.nets_[0] and clf.calibrator_ is clf.calibrators_[0]
+    held_out = [frozenset(valid.rows.tolist()) for valid in captured[1::2]]
+    assert len(set(held_out)) == 3
+    weights = [net.module_.main_head.weight for net in clf.nets_]
+    assert not torch.equal(weights[0], weights[1])
+    temperatures = {calibrator.temperature_ for calibrator in clf.calibrators_}
+    assert len(temperatures) == 3
+    # predict_proba is the mean of the networks' calibrated probabilities.
+    features = torch.from_numpy(clf.preprocessor_.transform(X))
+    probabilities = []
+    for net, calibrator in zip(clf.nets_, clf.calibrators_):
+        main, aux = net.predict_logits(features)
+        mean_head = (torch.softmax(main, 1) + torch.softmax(aux, 1)) / 2
+        probabilities.append(np.exp(calibrator.transform(np.log(mean_head.numpy()))))
+    np.testing.assert_allclose(
+        clf.predict_proba(X), np.mean(probabilities, axis=0), rtol=1e-10
+    )
+
+
+def test_the_first_network_is_the_one_a_single_network_fit_trains(binary):
+    X, y = binary
+    one = DualHeadClassifier(**FAST).fit(X, y)
+    three = DualHeadClassifier(**dict(FAST, n_networks=3)).fit(X, y)
+    for name, value in one.net_.module_.state_dict().items():
+        torch.testing.assert_close(
+            three.net_.module_.state_dict()[name], value, rtol=0, atol=0
+        )
+    assert three.history_[:, "valid_log_loss"] == one.history_[:, "valid_log_loss"]
+    assert not np.allclose(three.predict_proba(X), one.predict_proba(X))
+
+
+def test_auto_trains_five_networks_below_ten_thousand_rows(binary, monkeypatch):
+    import sk_dualhead.estimator as estimator_module
+
+    X, y = binary
+    params = dict(FAST, n_networks="auto", max_epochs=1)
+    assert DualHeadClassifier().n_networks == "auto"
+    assert estimator_module.AUTO_ONE_NETWORK_ROWS == 10_000
+    assert DualHeadClassifier(**params).fit(X, y).n_networks_ == 5
+    monkeypatch.setattr(estimator_module, "AUTO_ONE_NETWORK_ROWS", len(y))
+    assert DualHeadClassifier(**params).fit(X, y).n_networks_ == 1
+
+
+def test_verbose_names_each_network(binary, capsys):
+    X, y = binary
+    DualHeadClassifier(**dict(FAST, n_networks=2, max_epochs=2, verbose=1)).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.index("Network 1 of 2") < out.index("Network 2 of 2")
+    assert out.count("train_loss") == 2  # one table per network
 
 
 def _captured_datasets(monkeypatch):

@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 
 from sk_dualhead import DualHeadClassifier
 
-FAST = dict(hidden_sizes=(16,), max_epochs=30, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(16,), max_epochs=30, lr=1e-2, n_networks=1, random_state=0)
 
 
 def _split(n_classes):

@@ -27,7 +27,8 @@ def close_figures():
 def fitted():
     X, y = make_classification(n_samples=200, n_features=5, random_state=0)
     model = DualHeadClassifier(
-        hidden_sizes=(16,), max_epochs=40, n_iter_no_change=3, lr=1e-2, random_state=0
+        hidden_sizes=(16,), max_epochs=40, n_iter_no_change=3, lr=1e-2,
+        n_networks=1, random_state=0,
     ).fit(X, y)
     return model, y, model.predict_proba(X)
 
@@ -89,7 +90,8 @@ def test_loss_curves_show_every_term(fitted):
 def test_loss_curves_without_validation_data():
     X, y = make_classification(n_samples=60, n_features=4, random_state=0)
     model = DualHeadClassifier(
-        hidden_sizes=(8,), max_epochs=3, early_stopping=False, random_state=0
+        hidden_sizes=(8,), max_epochs=3, early_stopping=False, n_networks=1,
+        random_state=0,
     ).fit(X, y)
     axes = plot_loss_curves(model.history_)
     assert len(axes) == 4

@@ -7,7 +7,9 @@ from sklearn.datasets import make_classification
 
 from sk_dualhead import DualHeadClassifier
 
-TINY = dict(hidden_sizes=(8,), max_epochs=3, early_stopping=False, random_state=0)
+TINY = dict(
+    hidden_sizes=(8,), max_epochs=3, early_stopping=False, n_networks=1, random_state=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,8 @@ def test_verbose_2_shows_a_progress_bar_instead_of_the_table(data, capsys):
 def test_verbose_2_stops_early_with_the_bar_closed(data, capsys):
     pytest.importorskip("tqdm")
     model = DualHeadClassifier(
-        verbose=2, hidden_sizes=(8,), max_epochs=200, n_iter_no_change=1, random_state=0
+        verbose=2, hidden_sizes=(8,), max_epochs=200, n_iter_no_change=1,
+        n_networks=1, random_state=0,
     ).fit(*data)
     assert model.n_epochs_ < 200
     assert f"{model.n_epochs_}/200" in capsys.readouterr().err

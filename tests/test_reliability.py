@@ -29,7 +29,7 @@ from sk_dualhead._engine import DualHeadNet
 from sk_dualhead.losses import DualHeadLoss
 from sk_dualhead.strategies import STRATEGIES, build_loss
 
-TINY = dict(hidden_sizes=(8,), max_epochs=3, random_state=0)
+TINY = dict(hidden_sizes=(8,), max_epochs=3, n_networks=1, random_state=0)
 PREDICT_METHODS = ["predict", "predict_proba", "predict_log_proba", "decision_function"]
 
 _rng = np.random.RandomState(0)
@@ -258,6 +258,8 @@ INVALID_PARAMETERS = {
     "validation_fraction=1": ({"validation_fraction": 1.0}, "'validation_fraction'"),
     "device='tpu'": ({"device": "tpu"}, "device='tpu'"),
     "preprocessing='scale'": ({"preprocessing": "scale"}, "'preprocessing' parameter"),
+    "n_networks=0": ({"n_networks": 0}, "'n_networks' parameter"),
+    "n_networks='many'": ({"n_networks": "many"}, "'n_networks' parameter.*auto"),
 }
 
 
@@ -475,13 +477,16 @@ def _poison_weights_at_epoch(monkeypatch, epoch, value=float("nan")):
     monkeypatch.setattr(DualHeadNet, "on_epoch_begin", on_epoch_begin)
 
 
-def _interrupt_at_epoch(monkeypatch, epoch):
-    """Simulate a user's Ctrl-C at the start of ``epoch``."""
+def _interrupt_at_epoch(monkeypatch, epoch, network=1):
+    """Simulate a user's Ctrl-C at the start of ``epoch`` of ``network``."""
     original = DualHeadNet.on_epoch_begin
+    nets = []
 
     def on_epoch_begin(net, *args, **kwargs):
         original(net, *args, **kwargs)
-        if len(net.history) == epoch:
+        if not any(seen is net for seen in nets):
+            nets.append(net)
+        if len(nets) == network and len(net.history) == epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(DualHeadNet, "on_epoch_begin", on_epoch_begin)
@@ -629,10 +634,30 @@ def test_early_stopping_is_not_taken_for_ctrl_c():
             lr=0.1,
             max_epochs=200,
             n_iter_no_change=2,
+            n_networks=1,
             random_state=0,
         ).fit(X, y)
     assert clf.n_epochs_ < 200
     assert not clf.net_.interrupted_
+
+
+@pytest.mark.parametrize(
+    "epoch, message, n_kept",
+    [
+        (4, r"after 3 complete epoch.*best epoch so far.*2 of n_networks=3", 2),
+        (1, r"in the first epoch of network 2, and 1 of n_networks=3", 1),
+    ],
+)
+def test_ctrl_c_in_a_later_network_keeps_the_networks_done(
+    monkeypatch, epoch, message, n_kept
+):
+    _interrupt_at_epoch(monkeypatch, epoch, network=2)
+    clf = DualHeadClassifier(**{**TINY, "max_epochs": 10, "n_networks": 3})
+    with pytest.warns(UserWarning, match=message):
+        clf.fit(X, y)
+    assert len(clf.nets_) == len(clf.calibrators_) == n_kept
+    assert clf.n_epochs_ == 10  # the first network finished
+    assert_valid_proba(clf.predict_proba(X), len(X))
 
 
 def test_ctrl_c_in_the_first_epoch_propagates(monkeypatch):

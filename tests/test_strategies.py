@@ -19,7 +19,7 @@ from sk_dualhead.strategies import (
     resolve_strategy,
 )
 
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 COUNTS = np.array([60, 30, 10])
 
 
@@ -176,7 +176,9 @@ def test_focal_smooth_undoes_its_prior_shift(binary):
         clf.prior_correction_, -np.log(raw / raw.mean()), rtol=1e-6
     )
     # The correction is added to both heads' logits before the softmax.
-    main, _ = clf.net_.predict_logits(torch.from_numpy(clf.preprocessor_.transform(X)))
+    main, _ = clf.net_.predict_logits(
+        torch.from_numpy(clf.preprocessor_.transform(X)), heads=("main",)
+    )
     expected = torch.log_softmax(main + torch.from_numpy(clf.prior_correction_), dim=1)
     np.testing.assert_allclose(clf.predict_log_proba(X), expected.numpy(), rtol=1e-10)
     assert DualHeadClassifier(**FAST).fit(X, y).prior_correction_ is None

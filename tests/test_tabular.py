@@ -8,7 +8,7 @@ from sklearn.model_selection import cross_val_score
 from sk_dualhead import DualHeadClassifier
 from sk_dualhead.preprocessing import TabularPreprocessor
 
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, random_state=0)
+FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 N_CITIES = 40
 
 
