@@ -109,6 +109,20 @@ def test_one_process_matches_the_plain_fit(fitted, binary):
     assert fitted.history_[:, "valid_log_loss"] == plain.history_[:, "valid_log_loss"]
 
 
+def test_several_networks_under_one_accelerator_match_the_plain_fit(
+    accelerator, binary
+):
+    # Each network's net prepares itself with the same accelerator in turn.
+    X, y = binary
+    settings = {**SETTINGS, "n_networks": 2, "max_epochs": 5}
+    accelerated = DualHeadClassifier(accelerator=accelerator, **settings).fit(X, y)
+    plain = DualHeadClassifier(**settings).fit(X, y)
+    assert all(isinstance(net, AcceleratedDualHeadNet) for net in accelerated.nets_)
+    np.testing.assert_array_equal(
+        accelerated.predict_proba(X), plain.predict_proba(X)
+    )
+
+
 def test_pickle_and_clone_after_an_accelerated_fit(fitted, accelerator, binary):
     X, _ = binary
     loaded = pickle.loads(pickle.dumps(fitted))
