@@ -1160,12 +1160,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 log_probas.append(log_proba)
         # The networks' probabilities are averaged, not their logits: the
         # average of calibrated probabilities is no more over-confident than
-        # its parts.
-        log_proba = (
-            log_probas[0]
-            if len(log_probas) == 1
-            else logsumexp(log_probas, axis=0) - np.log(len(log_probas))
-        )
+        # its parts. For one network this is its own log_proba, bit for bit
+        # (log(exp(0)) - log(1) adds exact zeros).
+        log_proba = logsumexp(log_probas, axis=0) - np.log(len(log_probas))
         # A sharp calibration can push log-probabilities below -708, where
         # exp underflows to 0; clipped there, predict_log_proba stays equal
         # to log(predict_proba).
