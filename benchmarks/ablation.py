@@ -32,6 +32,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +101,13 @@ def score(y, proba):
 
 def positive_probability(clf, X, positive, calibrated):
     """Probability of the positive class, with or without the calibrators."""
-    calibrators = clf.calibrators_
+    members = clf.members_
     if not calibrated:
-        clf.calibrators_ = [None] * len(calibrators)
+        clf.members_ = [replace(member, calibrator=None) for member in members]
     try:
         proba = clf.predict_proba(X)
     finally:
-        clf.calibrators_ = calibrators
+        clf.members_ = members
     return proba[:, list(clf.classes_).index(positive)]
 
 

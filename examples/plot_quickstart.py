@@ -11,8 +11,8 @@ a reliability diagram, and plot every term of the combined loss per epoch.
 # Fit on a training split
 # -----------------------
 # The estimator takes the DataFrame as it is. On a table this small it
-# averages five networks, each with its own seed and held-out rows;
-# ``history_`` records every loss term per epoch of the first.
+# averages five networks, trained at once, each with its own weights and
+# held-out rows; each of ``members_`` records its loss terms per epoch.
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -28,10 +28,11 @@ X_train, X_test, y_train, y_test = train_test_split(
 )
 clf = DualHeadClassifier(random_state=0)
 clf.fit(X_train, y_train)
-print(
-    f"{clf.n_networks_} networks averaged; the first ran {clf.n_epochs_} epochs "
-    f"and kept the weights of epoch {clf.best_epoch_}"
-)
+for index, member in enumerate(clf.members_):
+    print(
+        f"network {index}: {member.n_epochs} epochs, kept the weights of "
+        f"epoch {member.best_epoch}"
+    )
 
 # %%
 # Scores on the test split

@@ -5,8 +5,9 @@ The public estimator is :class:`DualHeadClassifier`; loss functions live in
 and the preprocessing in :mod:`sk_dualhead.preprocessing`.
 """
 
-from .estimator import DualHeadClassifier
+# Defined before the imports below, which read it: no import cycle.
+__version__ = "0.2.0.dev0"
 
-__version__ = "0.1.0"
+from .estimator import DualHeadClassifier  # noqa: E402
 
 __all__ = ["DualHeadClassifier", "__version__"]

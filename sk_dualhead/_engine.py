@@ -1,29 +1,44 @@
-"""The private skorch net behind :class:`~sk_dualhead.DualHeadClassifier`.
+"""The private training engine behind :class:`~sk_dualhead.DualHeadClassifier`.
 
-skorch's defaults feed a network through a per-row ``Dataset`` and a
-``DataLoader`` that collates rows back into batches; on tabular data that
-costs more than the network itself. Here the data is held as whole tensors,
-moved to the device once, and batches are slices of them. The loss terms are
-summed on the device and read back once per epoch, so a GPU is not stalled
-by a host synchronisation per batch.
+The estimator hands it a float32 feature matrix, encoded targets, sample
+weights, each member's held-out rows and a :class:`TrainingConfig`, and gets
+back the fitted :class:`~sk_dualhead._network.PackedDualHeadNetwork` and one
+:class:`Member` record per member (:func:`fit_members`); it predicts through
+:func:`member_log_proba`. Nothing else of this module is the estimator's
+business.
+
+Training runs in a skorch net (:class:`PackedNet`), our training loop and
+callback system. skorch's defaults feed a network through a per-row
+``Dataset`` and a ``DataLoader`` that collates rows back into batches; on
+tabular data that costs more than the network itself. Here the data is held
+as whole tensors, moved to the device once, and batches are slices of them.
+All members see every batch: a member's loss is masked by its own training
+rows, so each keeps its own held-out rows, its own early stopping (a member
+that has stopped holds its best weights while the others train on) and its
+own calibration. The loss terms are summed on the device and read back once
+per epoch, so a GPU is not stalled by a host synchronisation per batch.
 """
 
 import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PrintLog
+from skorch.callbacks import Callback, EpochTimer, PrintLog
 from skorch.dataset import unpack_data
+from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
 
-from ._network import InferencePass
+from ._network import HEAD_SLICES, InferencePass, PackedDualHeadNetwork
 from .calibration import CALIBRATORS, weighted_nll
 from .losses import DualHeadLoss
 
-__all__ = []
+__all__ = ["Member", "TrainingConfig", "fit_members", "member_log_proba"]
 
 #: Rows per forward pass at prediction time (the last chunk padded to it, see
 #: :class:`~sk_dualhead._network.InferencePass`): large chunks amortise the
@@ -31,27 +46,93 @@ __all__ = []
 PREDICT_BATCH_SIZE = 1024
 
 
-#: The heads whose logits each ``predict_head`` reads.
-PREDICT_HEADS = {"main": ("main",), "aux": ("aux",), "mean": ("main", "aux")}
+@dataclass(frozen=True)
+class Member:
+    """One member of a fitted ensemble.
 
-
-def head_log_proba(main_logits, aux_logits, head):
-    """Log-probabilities of the head used for prediction.
-
-    ``"mean"`` averages the two heads' probabilities, not their logits: an
-    average of probabilities is itself a probability and is never more
-    over-confident than its parts.
+    Attributes
+    ----------
+    calibrator : TemperatureScaling, PlattScaling or None
+        Fitted on the member's own held-out rows, at its best epoch; None
+        without held-out rows or calibration.
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``train_main_loss``,
+        ``train_aux_loss``, ``train_consistency_loss``, the same with the
+        ``valid_`` prefix, ``valid_log_loss`` (after calibration) and
+        ``dur`` (seconds of the epoch, all members together).
+    best_epoch : int
+        Epoch whose weights the member kept (the last one without early
+        stopping).
+    n_epochs : int
+        Epochs the member trained.
+    valid_rows : ndarray of int or None
+        The member's held-out rows, as positions in the training data.
     """
-    if head == "main":
-        return F.log_softmax(main_logits, dim=1)
-    if head == "aux":
-        return F.log_softmax(aux_logits, dim=1)
-    stacked = torch.stack(
-        [F.log_softmax(main_logits, dim=1), F.log_softmax(aux_logits, dim=1)]
-    )
-    return torch.logsumexp(stacked, dim=0) - torch.log(
-        torch.tensor(2.0, dtype=stacked.dtype, device=stacked.device)
-    )
+
+    calibrator: object
+    history: list
+    best_epoch: int
+    n_epochs: int
+    valid_rows: object
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything :func:`fit_members` needs to know, resolved once per fit.
+
+    ``network`` holds the keyword arguments of
+    :class:`~sk_dualhead._network.PackedDualHeadNetwork` but ``n_members``;
+    ``strategy`` is the resolved :class:`~sk_dualhead.strategies.Strategy`
+    and ``class_weights`` its weights of the classes (float64, or None);
+    ``prior_correction`` is added to the logits before the softmax (float64,
+    or None); ``calibration`` is a key of
+    :data:`~sk_dualhead.calibration.CALIBRATORS` or None. The others are the
+    estimator's parameters of the same names, ``batch_size`` resolved.
+    """
+
+    network: dict
+    strategy: object
+    class_weights: object
+    calibration: object
+    predict_head: str
+    prior_correction: object
+    lr: float
+    weight_decay: float
+    max_grad_norm: object
+    max_epochs: int
+    batch_size: object
+    n_iter_no_change: int
+    tol: float
+    device: str
+    accelerator: object = None
+    n_threads: object = None
+    verbose: int = 0
+
+
+# ------------------------------------------------------------------- tools
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Set torch's intra-op thread count for the duration of a call."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
+def _seeded(seed, device):
+    """Seed torch inside the block without touching the caller's RNG state."""
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 @lru_cache
@@ -72,48 +153,66 @@ def fused_adamw_available(device):
     return True
 
 
-def _take(tensor, i):
-    """``tensor[i]``, by ``index_select`` for a 1-D index tensor.
+def head_log_proba(logits, prior_correction=None):
+    """Log-probabilities from the logits of the heads predicted with, per member.
+
+    ``logits`` holds one head's logits or two; ``prior_correction`` (a
+    tensor of shape ``(n_classes,)``) is added to them first. Two heads'
+    probabilities are averaged, not their logits: an average of
+    probabilities is itself a probability and is never more over-confident
+    than its parts.
+    """
+    if prior_correction is not None:
+        logits = [z + prior_correction.to(z.device, z.dtype) for z in logits]
+    log_probas = [F.log_softmax(z, dim=-1) for z in logits]
+    if len(log_probas) == 1:
+        return log_probas[0]
+    return torch.logsumexp(torch.stack(log_probas), dim=0) - math.log(len(log_probas))
+
+
+def _take(tensor, i, dim=0):
+    """``tensor[i]`` along ``dim``, by ``index_select`` for a 1-D index tensor.
 
     On the CPU ``index_select`` gathers a batch of 256 rows some 2.5 times
     faster than advanced indexing (40 against 115 microseconds on 50
     columns), every training step.
     """
     if isinstance(i, torch.Tensor) and i.dim() == 1:
-        return tensor.index_select(0, i)
-    return tensor[i]
+        return tensor.index_select(dim, i)
+    return tensor[(slice(None),) * dim + (i,)]
 
 
 class TensorDataset(torch.utils.data.Dataset):
-    """Some rows of whole tensors of features, encoded targets and weights.
+    """Some rows of whole tensors of features and targets, with member weights.
 
-    ``rows`` (an index tensor) picks this dataset's rows out of ``X``, ``y``
-    and ``sample_weight`` when it is indexed, so the training and the
-    held-out datasets share one feature tensor instead of each holding a
-    copy of their rows: on a large table the copies would double the memory
-    a fit needs. ``rows=None`` stands for all rows.
-
-    ``sample_weight=None`` stands for weights that are all one: the losses
-    then skip the multiplications by one, which are exact, so nothing but
-    the time changes.
+    ``rows`` (an index tensor) picks this dataset's rows out of ``X`` and
+    ``y`` when it is indexed, so the training and the held-out datasets share
+    one feature tensor instead of each holding a copy of their rows: on a
+    large table the copies would double the memory a fit needs. ``rows=None``
+    stands for all rows. ``member_weight`` is ``(n_members, len(self))``:
+    each member's weight of each of this dataset's rows (zero where the
+    member does not train, or does not validate, on the row); ``None``
+    stands for weights that are all one: the losses then skip the
+    multiplications by one, which are exact, so nothing but the time
+    changes.
 
     Indexing with an int, a slice or an index tensor of positions within
     the dataset returns ``(features, (targets, weights))``.
     """
 
-    def __init__(self, X, y, sample_weight=None, rows=None):
+    def __init__(self, X, y, member_weight=None, rows=None):
         self.X = X
         self.y = y
-        self.sample_weight = sample_weight
+        self.member_weight = member_weight
         self.rows = rows
 
     def __len__(self):
         return len(self.X) if self.rows is None else len(self.rows)
 
     def __getitem__(self, i):
+        weight = None if self.member_weight is None else _take(self.member_weight, i, 1)
         if self.rows is not None:
             i = _take(self.rows, i)
-        weight = None if self.sample_weight is None else _take(self.sample_weight, i)
         return _take(self.X, i), (_take(self.y, i), weight)
 
 
@@ -164,6 +263,14 @@ class TensorBatches:
             yield data[rows if order is None else order[rows]]
 
 
+def _unwrapped(module):
+    """The network inside a DistributedDataParallel wrapper, or the module itself."""
+    return getattr(module, "module", module)
+
+
+# --------------------------------------------------------------- callbacks
+
+
 class StopTraining(KeyboardInterrupt):
     """Early stopping's signal to end training.
 
@@ -172,294 +279,78 @@ class StopTraining(KeyboardInterrupt):
     """
 
 
-class BestEpochEarlyStopping(EarlyStopping):
-    """:class:`skorch.callbacks.EarlyStopping` that stops with :class:`StopTraining`."""
+class MemberEarlyStopping(Callback):
+    """Early stopping of each member on its own calibrated held-out log loss.
+
+    A member whose ``valid_log_loss`` has not improved by ``tol`` for
+    ``patience`` epochs stops: its best weights are put back and held there
+    while the others train on. Training ends when every member has stopped;
+    then, or when it ends otherwise, every member gets its best weights
+    back. The calibrator fitted at a member's best epoch is kept as its
+    calibrator: it was fitted to the very predictions those weights make.
+
+    Attributes
+    ----------
+    best_epoch_, stopped_epoch_ : ndarray of int
+        Per member, the best epoch and the epoch it stopped at (0: it never
+        stopped).
+    best_calibrator_ : list
+        Per member, the calibrator of its best epoch.
+    """
+
+    def __init__(self, patience, tol):
+        self.patience = patience
+        self.tol = tol
+
+    def on_train_begin(self, net, **kwargs):
+        n_members = net.n_members
+        self.best_loss_ = np.full(n_members, np.inf)
+        self.best_epoch_ = np.zeros(n_members, dtype=int)
+        self.stopped_epoch_ = np.zeros(n_members, dtype=int)
+        self.misses_ = np.zeros(n_members, dtype=int)
+        self.best_calibrator_ = [None] * n_members
+        net.snapshot_members()
 
     def on_epoch_end(self, net, **kwargs):
-        try:
-            super().on_epoch_end(net, **kwargs)
-        except KeyboardInterrupt:
-            # Only the patience running out is early stopping; a Ctrl-C that
-            # lands inside this callback stays a user's interruption.
-            if self.misses_ != self.patience:
-                raise
-            raise StopTraining from None
+        losses = np.asarray(net.history[-1, "valid_log_loss_members"], dtype=float)
+        active = self.stopped_epoch_ == 0
+        epoch = len(net.history)
+        improved = np.flatnonzero(active & (losses < self.best_loss_ - self.tol))
+        for member in improved:
+            self.best_loss_[member] = losses[member]
+            self.best_epoch_[member] = epoch
+            self.best_calibrator_[member] = net.epoch_calibrators_[member]
+        net.snapshot_members(improved)
+        self.misses_[active] += 1
+        self.misses_[improved] = 0
+        finished = np.flatnonzero(active & (self.misses_ >= self.patience))
+        if len(finished):
+            self.stopped_epoch_[finished] = epoch
+            net.stop_members(finished)
+        if (self.stopped_epoch_ > 0).all():
+            raise StopTraining
+
+    def on_train_end(self, net, **kwargs):
+        net.restore_members(np.arange(net.n_members))
 
 
-class DualHeadNet(NeuralNet):
-    """skorch net training a two-headed module with a :class:`DualHeadLoss`.
+class MemberGradientNormClipping(Callback):
+    """Clip each member's gradient to an L2 norm of at most ``max_norm``.
 
-    Parameters
-    ----------
-    predict_head : {"main", "aux", "mean"}
-        Head whose probabilities are scored as ``valid_log_loss`` and
-        returned by :meth:`predicted_log_proba`.
-    adversarial_epsilon : float, default=0.0
-        When positive, the main loss of each training batch is the mean of
-        its value on the batch and on an FGSM copy of it (Goodfellow et al.
-        2015): the continuous input columns moved by ``epsilon`` times the
-        sign of the main loss's gradient. Category code columns are never
-        perturbed.
-    prior_correction : tuple of float or None, default=None
-        Added to both heads' logits before the softmax, to undo the prior
-        shift of class-balanced training.
-    calibration : {"temperature", "platt"} or None, default=None
-        Calibration that the estimator fits on the held-out split after
-        training. ``valid_log_loss`` is the log loss after fitting it to
-        each epoch's held-out predictions, so that early stopping scores
-        the probabilities the model will return.
-    **kwargs
-        Passed to :class:`skorch.NeuralNet`.
+    Every parameter holds the members along its first dimension; each
+    member's norm is taken over its own slices of all of them, so clipping
+    one member leaves the others' gradients alone.
     """
 
-    def __init__(
-        self,
-        *args,
-        predict_head="main",
-        adversarial_epsilon=0.0,
-        prior_correction=None,
-        calibration=None,
-        **kwargs,
-    ):
-        super().__init__(*args, **kwargs)
-        self.predict_head = predict_head
-        self.adversarial_epsilon = adversarial_epsilon
-        self.prior_correction = prior_correction
-        self.calibration = calibration
+    def __init__(self, max_norm):
+        self.max_norm = max_norm
 
-    def get_default_callbacks(self):
-        # Loss terms are recorded per epoch by run_single_epoch, so skorch's
-        # per-batch PassthroughScoring callbacks are not needed.
-        return [("epoch_timer", EpochTimer()), ("print_log", PrintLog())]
-
-    def get_loss_terms(self, y_pred, y_true):
-        """Stacked loss terms of one batch, named by ``DualHeadLoss.term_names``."""
-        main_logits, aux_logits = y_pred
-        target, sample_weight = y_true
-        return self.criterion_(main_logits, aux_logits, target, sample_weight)
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.get_loss_terms(y_pred, y_true)[0]
-
-    def predicted_log_proba(self, main_logits, aux_logits):
-        """Prior-corrected log-probabilities of ``predict_head``, not calibrated.
-
-        A head that is not predicted with may be ``None``.
-        """
-        if self.prior_correction is not None:
-            logits = main_logits if main_logits is not None else aux_logits
-            correction = torch.as_tensor(
-                self.prior_correction, dtype=logits.dtype, device=logits.device
-            )
-            main_logits, aux_logits = (
-                None if z is None else z + correction for z in (main_logits, aux_logits)
-            )
-        return head_log_proba(main_logits, aux_logits, self.predict_head)
-
-    def held_out_log_loss(self, log_proba, target, sample_weight):
-        """Log loss of the held-out predictions as the model would return them.
-
-        Calibrated, when the model will be, by a calibrator fitted to these
-        very predictions, as the estimator does after training: monitoring
-        the raw log loss instead let focal-loss models, whose raw outputs
-        are under-confident, train on while their ranking decayed (on
-        lending_club the raw log loss kept falling for 40 to 60 epochs while
-        the ROC AUC fell from 0.72 to 0.63).
-        """
-        log_proba = log_proba.to("cpu", torch.float64).numpy()
-        target = target.cpu().numpy()
-        weights = None if sample_weight is None else sample_weight.cpu().numpy()
-        if self.calibration is not None and np.isfinite(log_proba).all():
-            calibrator = CALIBRATORS[self.calibration]()
-            log_proba = calibrator.fit(log_proba, target, weights).transform(log_proba)
-        return float(weighted_nll(log_proba, target, weights))
-
-    def train_step_single(self, batch, **fit_params):
-        Xi, yi = unpack_data(batch)
-        if self.adversarial_epsilon > 0:
-            Xi = Xi.detach().requires_grad_(True)
-        y_pred = self.infer(Xi, **fit_params)
-        terms = self.get_loss_terms(y_pred, yi)
-        loss = terms[0]
-        if self.adversarial_epsilon > 0:
-            loss = loss + self._adversarial_main_loss(Xi, yi, terms, **fit_params)
-        self.backward(loss)
-        return {"loss": terms[0], "y_pred": y_pred, "terms": terms.detach()}
-
-    def backward(self, loss):
-        """Back-propagate one training step's loss."""
-        loss.backward()
-
-    def _adversarial_main_loss(self, Xi, yi, terms, **fit_params):
-        """Change of the total loss when half its main term is taken on FGSM inputs."""
-        (grad,) = torch.autograd.grad(terms[1], Xi, retain_graph=True)
-        n_continuous = self.module__n_continuous
-        step = torch.zeros_like(Xi)
-        step[:, :n_continuous] = self.adversarial_epsilon * grad[:, :n_continuous].sign()
-        main_logits, _ = self.infer(Xi.detach() + step, **fit_params)
-        target, sample_weight = yi
-        adversarial = self.criterion_.main_loss(
-            main_logits, target, sample_weight=sample_weight
-        )
-        w_main = self.criterion_.weights[0]
-        return w_main * 0.5 * (adversarial - terms[1])
-
-    def validation_step(self, batch, **fit_params):
-        Xi, yi = unpack_data(batch)
-        with torch.no_grad():
-            y_pred = self.infer(Xi, **fit_params)
-            terms = self.get_loss_terms(y_pred, yi)
-            log_proba = self.predicted_log_proba(*y_pred)
-        return {"loss": terms[0], "y_pred": y_pred, "terms": terms, "log_proba": log_proba}
-
-    def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        # skorch's partial_fit swallows every KeyboardInterrupt, and calls
-        # on_train_end so that early stopping restores the best weights; the
-        # flag lets the estimator tell a user's Ctrl-C from early stopping.
-        self.interrupted_ = False
-        try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
-        except StopTraining:
-            raise
-        except KeyboardInterrupt:
-            self.interrupted_ = True
-            raise
-
-    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        if iterator is None:
-            return
-        # The mode is set once per epoch, not per step as skorch does: walking
-        # the module tree costs tens of microseconds, every step.
-        self._set_training(training)
-        totals, n_rows, n_batches = None, 0, 0
-        held_out = []
-        for batch in iterator:
-            self.notify("on_batch_begin", batch=batch, training=training)
-            step = step_fn(batch, **fit_params)
-            batch_rows = len(batch[0])
-            if totals is None:
-                totals = step["terms"] * batch_rows
-            else:
-                totals.add_(step["terms"], alpha=batch_rows)
-            n_rows += batch_rows
-            n_batches += 1
-            if not training:
-                held_out.append((step["log_proba"], *batch[1]))
-            self.notify("on_batch_end", batch=batch, training=training, **step)
-        # One device-to-host transfer per epoch.
-        means = self.mean_over_processes(totals / n_rows, training)
-        scores = dict(zip(DualHeadLoss.term_names, means.tolist()))
-        if held_out:
-            log_proba, target, weight = zip(*held_out)
-            scores["log_loss"] = self.held_out_log_loss(
-                torch.cat(log_proba),
-                torch.cat(target),
-                None if weight[0] is None else torch.cat(weight),
-            )
-        bad = [(name, value) for name, value in scores.items() if not math.isfinite(value)]
-        if bad:
-            # Training on from NaN weights cannot recover, and early stopping
-            # would never see an improvement: stop with the cause and a remedy.
-            name, value = bad[0]
-            raise ValueError(
-                f"Training diverged: the {prefix}_{name} is {value} at epoch "
-                f"{len(self.history)}. Lower the learning rate (lr={self.lr}) "
-                "or clip the gradients with max_grad_norm, e.g. max_grad_norm=1.0."
-            )
-        for name, value in scores.items():
-            self.history.record(f"{prefix}_{name}", value)
-        self.history.record(f"{prefix}_batch_count", n_batches)
-
-    def mean_over_processes(self, means, training):
-        """Epoch means of the loss terms over all training processes.
-
-        One process trains on all the data here; see
-        :class:`AcceleratedDualHeadNet`.
-        """
-        return means
-
-    def predict_logits(self, X, heads=("main", "aux")):
-        """Logits of ``heads`` for a float32 tensor ``X``, in float64 on the CPU.
-
-        Returns ``(main_logits, aux_logits)``, ``None`` for a head not asked
-        for: on the CPU a 2-logit head on 1024 rows costs some 6% of the
-        trunk, so a head whose output would be thrown away is not computed.
-        """
-        self._set_training(False)
-        n_classes = self.module_.main_head.out_features
-        n_chunks = math.ceil(len(X) / PREDICT_BATCH_SIZE)
-        with torch.inference_mode():
-            forward = InferencePass(self.module_, heads, PREDICT_BATCH_SIZE)
-            logits = torch.empty(
-                n_chunks * PREDICT_BATCH_SIZE, len(heads) * n_classes, device=self.device
-            )
-            for start in range(0, len(X), PREDICT_BATCH_SIZE):
-                forward(
-                    X[start : start + PREDICT_BATCH_SIZE].to(self.device),
-                    out=logits[start : start + PREDICT_BATCH_SIZE],
-                )
-            logits = logits[: len(X)].to("cpu", torch.float64)
-        by_head = dict(zip(heads, logits.split(n_classes, dim=1)))
-        return by_head.get("main"), by_head.get("aux")
-
-
-class AcceleratedDualHeadNet(AccelerateMixin, DualHeadNet):
-    """:class:`DualHeadNet` trained data-parallel by a Hugging Face ``Accelerator``.
-
-    skorch's :class:`~skorch.hf.AccelerateMixin` hands the module and the
-    optimizer to ``accelerator.prepare``, which, in a multi-process launch,
-    wraps the module in :class:`~torch.nn.parallel.DistributedDataParallel`
-    so that every step averages the gradients of all processes. Batches are
-    not sharded by Accelerate (``prepare`` passes an iterator that is not a
-    ``DataLoader`` through unchanged) but by :class:`TensorBatches`, given
-    ``iterator_train__num_processes`` and ``iterator_train__process_index``.
-
-    Validation is not sharded: every process scores the whole held-out
-    split with the same weights, so that every process records the same
-    history and early stopping ends all of them at the same epoch.
-    """
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("unwrap_after_train", False)
-        super().__init__(*args, **kwargs)
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        # Unwrapped after the callbacks' on_train_end, not in the net's own
-        # (unwrap_after_train), which skorch calls first: early stopping
-        # restores there the best weights it saved from the wrapped module,
-        # whose state dict keys DDP prefixes with "module.".
-        try:
-            return super().partial_fit(X, y, classes, **fit_params)
-        finally:
-            self._unwrap_accelerator()
-
-    def _initialize_accelerator(self):
-        # The loss holds neither parameters nor buffers, so it has nothing
-        # to place or synchronise; Accelerate would wrap it in DDP all the
-        # same on multi-CPU runs, and DDP refuses a module without
-        # parameters.
-        criteria, self._criteria = self._criteria, []
-        try:
-            return super()._initialize_accelerator()
-        finally:
-            self._criteria = criteria
-
-    def train_step_single(self, batch, **fit_params):
-        # AccelerateMixin's own step returns the total loss only; the
-        # per-term history needs every term.
-        with self.accelerator.autocast():
-            return DualHeadNet.train_step_single(self, batch, **fit_params)
-
-    def backward(self, loss):
-        # Scales the loss under mixed precision, and lets DDP all-reduce.
-        self.accelerator.backward(loss)
-
-    def mean_over_processes(self, means, training):
-        if not training:
-            return means
-        # Every process trained on as many rows, so the mean of the
-        # processes' means is the mean over all rows trained on.
-        return self.accelerator.reduce(means, reduction="mean")
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        grads = [p.grad for _, p in named_parameters if p.grad is not None]
+        squares = torch.stack([g.flatten(1).pow(2).sum(dim=1) for g in grads])
+        scale = (self.max_norm / (squares.sum(dim=0).sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
 
 
 class EpochProgressBar(Callback):
@@ -497,3 +388,632 @@ class EpochProgressBar(Callback):
             {name: f"{row[name]:.4f}" for name in shown if name in row}, refresh=False
         )
         self.bar_.update(len(net.history) - self.bar_.n)
+
+
+# --------------------------------------------------------------- the net
+
+
+#: Keys of the per-member lists in the net's history; the printed table and
+#: the progress bar show the means over the members still training.
+_MEMBER_SUFFIX = "_members"
+
+
+class PackedNet(NeuralNet):
+    """skorch net training a :class:`PackedDualHeadNetwork` with a :class:`DualHeadLoss`.
+
+    Parameters
+    ----------
+    config : TrainingConfig
+        The strategy, the prediction head, the prior correction and the
+        calibration.
+    valid_calibration : tuple or None
+        ``(target, held_out, weights)`` of the held-out dataset, on the CPU:
+        its encoded targets, a boolean ``(n_members, n_rows)`` mask of each
+        member's held-out rows and the weights its calibrator fits with
+        (None: all one).
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, *args, config, valid_calibration=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config
+        self.valid_calibration = valid_calibration
+        correction = config.prior_correction
+        self.prior_correction_ = None if correction is None else torch.from_numpy(correction)
+        self.predicted_heads_ = slice(*HEAD_SLICES[config.predict_head])
+
+    @property
+    def n_members(self):
+        return self.module__n_members
+
+    def get_default_callbacks(self):
+        # Loss terms are recorded per epoch by run_single_epoch, so skorch's
+        # per-batch PassthroughScoring callbacks are not needed.
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("print_log", PrintLog(keys_ignored=self._member_keys())),
+        ]
+
+    def _member_keys(self):
+        names = [
+            f"{prefix}_{name}{_MEMBER_SUFFIX}"
+            for prefix in ("train", "valid")
+            for name in DualHeadLoss.term_names + ("log_loss",)
+        ]
+        return names + ["train_batch_count", "valid_batch_count"]
+
+    # ---------------------------------------------------- member state
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self.active_ = np.ones(self.n_members, dtype=bool)
+        self.stopped_ = []
+        # (n_members, 1): one for the members still training, zero for the
+        # others; None while all train.
+        self.active_weight_ = None
+        self.best_state_ = None
+
+    def _member_tensors(self):
+        """Every parameter and buffer; each has the members first."""
+        return _unwrapped(self.module_).state_dict(keep_vars=True)
+
+    @torch.no_grad()
+    def snapshot_members(self, members=None):
+        """Keep a copy of these members' weights (all: a first copy of all)."""
+        tensors = self._member_tensors()
+        if members is None:
+            self.best_state_ = {name: t.detach().clone() for name, t in tensors.items()}
+            return
+        if not len(members):
+            return
+        for name, tensor in tensors.items():
+            index = torch.as_tensor(members, device=tensor.device)
+            self.best_state_[name].index_copy_(0, index, tensor.index_select(0, index))
+
+    @torch.no_grad()
+    def restore_members(self, members):
+        """Put the kept weights of these members back."""
+        if self.best_state_ is None or not len(members):
+            return
+        for name, tensor in self._member_tensors().items():
+            index = torch.as_tensor(members, device=tensor.device)
+            tensor.data.index_copy_(0, index, self.best_state_[name].index_select(0, index))
+
+    def stop_members(self, members):
+        """Stop training these members: their best weights, held from now on."""
+        self.active_[members] = False
+        self.stopped_ = np.flatnonzero(~self.active_).tolist()
+        self.active_weight_ = torch.from_numpy(self.active_[:, None].astype(np.float32))
+        self.restore_members(members)
+
+    # ---------------------------------------------------------- steps
+
+    def get_loss_terms(self, y_pred, y_true):
+        """Loss terms of one batch, ``(4, n_members)``, named by ``DualHeadLoss.term_names``."""
+        main_logits, aux_logits = y_pred
+        target, weight = y_true
+        return self.criterion_(main_logits, aux_logits, target, weight)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.get_loss_terms(y_pred, y_true)[0].sum()
+
+    def predicted_log_proba(self, main_logits, aux_logits):
+        """Prior-corrected log-probabilities of ``predict_head``, not calibrated."""
+        logits = (main_logits, aux_logits)[self.predicted_heads_]
+        return head_log_proba(logits, self.prior_correction_)
+
+    def _training_weight(self, weight, n_rows, device):
+        """The members' weights of a batch, zero for the members that stopped."""
+        if self.active_weight_ is None:
+            return weight
+        active = self.active_weight_.to(device)
+        return active.expand(-1, n_rows) if weight is None else weight * active
+
+    def train_step_single(self, batch, **fit_params):
+        Xi, (target, weight) = unpack_data(batch)
+        weight = self._training_weight(weight, len(target), target.device)
+        epsilon = self.config.strategy.adversarial_epsilon
+        if epsilon > 0:
+            # Each member's own copy of the inputs, for its own FGSM step.
+            Xi = Xi.expand(self.n_members, *Xi.shape).clone().requires_grad_(True)
+        y_pred = self.infer(Xi, **fit_params)
+        terms = self.get_loss_terms(y_pred, (target, weight))
+        # Members share no weight: the sum gives each its own gradient.
+        loss = terms[0].sum()
+        if epsilon > 0:
+            loss = loss + self._adversarial_main_loss(
+                Xi, target, weight, terms, epsilon, **fit_params
+            )
+        self.backward(loss)
+        return {"loss": loss, "y_pred": y_pred, "terms": terms.detach()}
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        # AdamW moves a parameter with a zero gradient too (momentum, decay).
+        self.restore_members(self.stopped_)
+        return step
+
+    def backward(self, loss):
+        """Back-propagate one training step's loss."""
+        loss.backward()
+
+    def _adversarial_main_loss(self, Xi, target, weight, terms, epsilon, **fit_params):
+        """Change of the total loss when half the main terms are taken on FGSM inputs.
+
+        Each member's continuous input columns move by ``epsilon`` times the
+        sign of its own main loss's gradient; category code columns are
+        never perturbed (Goodfellow et al. 2015).
+        """
+        (grad,) = torch.autograd.grad(terms[1].sum(), Xi, retain_graph=True)
+        n_continuous = self.module__n_continuous
+        step = torch.zeros_like(Xi)
+        step[..., :n_continuous] = epsilon * grad[..., :n_continuous].sign()
+        main_logits, _ = self.infer(Xi.detach() + step, **fit_params)
+        adversarial = self.criterion_.main_term(main_logits, target, weight)
+        w_main = self.criterion_.weights[0]
+        return w_main * 0.5 * (adversarial - terms[1]).sum()
+
+    def validation_step(self, batch, **fit_params):
+        Xi, yi = unpack_data(batch)
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            terms = self.get_loss_terms(y_pred, yi)
+            log_proba = self.predicted_log_proba(*y_pred)
+        return {"loss": terms[0].sum(), "y_pred": y_pred, "terms": terms, "log_proba": log_proba}
+
+    # ----------------------------------------------------------- epochs
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # skorch's partial_fit swallows every KeyboardInterrupt, and calls
+        # on_train_end so that early stopping restores the best weights; the
+        # flag tells a user's Ctrl-C from early stopping.
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except StopTraining:
+            raise
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        # The mode is set once per epoch, not per step as skorch does: walking
+        # the module tree costs tens of microseconds, every step.
+        self._set_training(training)
+        totals, n_rows, n_batches = None, 0, 0
+        log_probas = []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            batch_rows = len(batch[0])
+            if totals is None:
+                totals = step["terms"] * batch_rows
+            else:
+                totals.add_(step["terms"], alpha=batch_rows)
+            n_rows += batch_rows
+            n_batches += 1
+            if not training:
+                log_probas.append(step["log_proba"])
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        # One device-to-host transfer per epoch.
+        means = self.mean_over_processes(totals / n_rows, training).cpu().numpy()
+        scores = dict(zip(DualHeadLoss.term_names, means))
+        if log_probas:
+            scores["log_loss"] = self.held_out_log_loss(torch.cat(log_probas, dim=1))
+        self._record(prefix, scores, n_batches)
+
+    def _record(self, prefix, scores, n_batches):
+        """Per-member scores, and their means over the members still training."""
+        active = self.active_
+        for name, values in scores.items():
+            values = np.where(active, values, np.nan)
+            bad = ~np.isfinite(values[active])
+            if bad.any():
+                # Training on from NaN weights cannot recover, and early
+                # stopping would never see an improvement: stop with the
+                # cause and a remedy.
+                raise ValueError(
+                    f"Training diverged: the {prefix}_{name} is "
+                    f"{values[active][bad][0]} at epoch {len(self.history)}. "
+                    f"Lower the learning rate (lr={self.lr}) or clip the "
+                    "gradients with max_grad_norm, e.g. max_grad_norm=1.0."
+                )
+            self.history.record(f"{prefix}_{name}", float(np.nanmean(values)))
+            self.history.record(f"{prefix}_{name}{_MEMBER_SUFFIX}", values.tolist())
+        self.history.record(f"{prefix}_batch_count", n_batches)
+
+    def held_out_log_loss(self, log_proba):
+        """Each member's log loss on its held-out rows, as it would predict them.
+
+        Calibrated, when the model will be, by a calibrator fitted to these
+        very predictions, as the member's calibrator is: monitoring the raw
+        log loss instead let focal-loss models, whose raw outputs are
+        under-confident, train on while their ranking decayed (see
+        ``docs/benchmarks/ablation.md``). The calibrators are kept in
+        ``epoch_calibrators_`` for early stopping to keep the best one.
+        """
+        target, held_out, weights = self.valid_calibration
+        log_proba = log_proba.to("cpu", torch.float64).numpy()
+        method = CALIBRATORS.get(self.config.calibration)
+        losses = np.full(self.n_members, np.nan)
+        self.epoch_calibrators_ = [None] * self.n_members
+        for member in np.flatnonzero(self.active_):
+            rows = held_out[member]
+            member_log_proba, member_target = log_proba[member, rows], target[rows]
+            member_weights = None if weights is None else weights[member, rows]
+            if method is not None and np.isfinite(member_log_proba).all():
+                calibrator = method().fit(member_log_proba, member_target, member_weights)
+                member_log_proba = calibrator.transform(member_log_proba)
+                self.epoch_calibrators_[member] = calibrator
+            losses[member] = weighted_nll(member_log_proba, member_target, member_weights)
+        return losses
+
+    def mean_over_processes(self, means, training):
+        """Epoch means of the loss terms over all training processes.
+
+        One process trains on all the data here; see
+        :class:`AcceleratedPackedNet`.
+        """
+        return means
+
+
+class AcceleratedPackedNet(AccelerateMixin, PackedNet):
+    """:class:`PackedNet` trained data-parallel by a Hugging Face ``Accelerator``.
+
+    skorch's :class:`~skorch.hf.AccelerateMixin` hands the module and the
+    optimizer to ``accelerator.prepare``, which, in a multi-process launch,
+    wraps the module in :class:`~torch.nn.parallel.DistributedDataParallel`
+    so that every step averages the gradients of all processes. Batches are
+    not sharded by Accelerate (``prepare`` passes an iterator that is not a
+    ``DataLoader`` through unchanged) but by :class:`TensorBatches`, given
+    ``iterator_train__num_processes`` and ``iterator_train__process_index``.
+
+    Validation is not sharded: every process scores the whole held-out
+    split with the same weights, so that every process records the same
+    history and early stopping ends all of them at the same epoch.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("unwrap_after_train", False)
+        super().__init__(*args, **kwargs)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        # Unwrapped after the callbacks' on_train_end, not in the net's own
+        # (unwrap_after_train), which skorch calls first.
+        try:
+            return super().partial_fit(X, y, classes, **fit_params)
+        finally:
+            self._unwrap_accelerator()
+
+    def _initialize_accelerator(self):
+        # The loss holds neither parameters nor buffers, so it has nothing
+        # to place or synchronise; Accelerate would wrap it in DDP all the
+        # same on multi-CPU runs, and DDP refuses a module without
+        # parameters.
+        criteria, self._criteria = self._criteria, []
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def train_step_single(self, batch, **fit_params):
+        # AccelerateMixin's own step returns the total loss only; the
+        # per-term history needs every term.
+        with self.accelerator.autocast():
+            return PackedNet.train_step_single(self, batch, **fit_params)
+
+    def backward(self, loss):
+        # Scales the loss under mixed precision, and lets DDP all-reduce.
+        self.accelerator.backward(loss)
+
+    def mean_over_processes(self, means, training):
+        if not training:
+            return means
+        # Every process trained on as many rows, so the mean of the
+        # processes' means is the mean over all rows trained on.
+        return self.accelerator.reduce(means, reduction="mean")
+
+
+# ------------------------------------------------------------ interface
+
+
+def _member_weights(sample_weight, member_rows, dataset_rows):
+    """Each member's weight of each dataset row, ``(n_members, n_rows)``, or None.
+
+    Zero where the member does not take the row, scaled so that every
+    member's weights average one over the dataset's rows: a batch's mean of
+    weighted losses then estimates the member's weighted mean loss without
+    bias, and the learning rate means the same with and without weights.
+    None when every weight would be one.
+    """
+    weight = member_rows[:, dataset_rows] * sample_weight[dataset_rows]
+    weight /= weight.mean(axis=1, keepdims=True)
+    if np.all(weight == 1):
+        return None
+    return torch.from_numpy(weight.astype(np.float32))
+
+
+def _index(rows, device):
+    """An index tensor of ``rows``, or None for all of them."""
+    return None if rows is None else torch.from_numpy(rows).to(device)
+
+
+def _datasets(features, y, sample_weight, valid_rows):
+    """Training and held-out datasets (None: no held-out rows) and calibration data."""
+    n_members, n_rows = len(valid_rows), len(y)
+    held_out = np.zeros((n_members, n_rows), dtype=bool)
+    for member, rows in enumerate(valid_rows):
+        if rows is not None:
+            held_out[member, rows] = True
+    trains = ~held_out
+    train_rows = np.flatnonzero(trains.any(axis=0))
+    device = features.device
+    train = TensorDataset(
+        features,
+        y,
+        _weights_to(device, _member_weights(sample_weight, trains, train_rows)),
+        rows=None if len(train_rows) == n_rows else _index(train_rows, device),
+    )
+    if not held_out.any():
+        return train, None, None
+    valid_union = np.flatnonzero(held_out.any(axis=0))
+    valid = TensorDataset(
+        features,
+        y,
+        _weights_to(device, _member_weights(sample_weight, held_out, valid_union)),
+        rows=_index(valid_union, device),
+    )
+    # The calibrators weigh held-out rows as the member's training rows are
+    # weighed: relative to their mean, which sets the strength of their prior.
+    train_means = (trains * sample_weight).sum(axis=1) / trains.sum(axis=1)
+    weights = sample_weight[valid_union] / train_means[:, None]
+    calibration = (
+        y[valid_union].cpu().numpy(),
+        held_out[:, valid_union],
+        None if np.all(weights == 1) else weights,
+    )
+    return train, valid, calibration
+
+
+def _weights_to(device, weight):
+    return None if weight is None else weight.to(device)
+
+
+def _make_net(config, n_members, n_train, valid, valid_calibration):
+    """The skorch net that trains the members."""
+    batch_size = config.batch_size
+    callbacks = []
+    if config.max_grad_norm is not None:
+        callbacks.append(("gradient_clipping", MemberGradientNormClipping(config.max_grad_norm)))
+    if valid is not None:
+        callbacks.append(
+            ("early_stopping", MemberEarlyStopping(config.n_iter_no_change, config.tol))
+        )
+    if config.verbose >= 2:
+        callbacks.append(("progress_bar", EpochProgressBar()))
+    net_class, device, accelerated = PackedNet, config.device, {}
+    accelerator = config.accelerator
+    if accelerator is not None:
+        n_processes = accelerator.num_processes
+        if n_train < n_processes:
+            raise ValueError(
+                f"{n_train} training rows cannot be shared among "
+                f"{n_processes} processes; train on fewer processes."
+            )
+        # skorch leaves device placement to the accelerator with device=None.
+        net_class, device = AcceleratedPackedNet, None
+        accelerated = {
+            "accelerator": accelerator,
+            "iterator_train__num_processes": n_processes,
+            "iterator_train__process_index": accelerator.process_index,
+            # Only the main process prints the table; skorch silences a
+            # sink that is print itself when verbose=0.
+            "callbacks__print_log__sink": (
+                accelerator.print if config.verbose == 1 else print
+            ),
+        }
+    return net_class(
+        module=PackedDualHeadNetwork,
+        module__n_members=n_members,
+        **{f"module__{name}": value for name, value in config.network.items()},
+        criterion=DualHeadLoss(
+            config.strategy.main_loss,
+            config.strategy.aux_loss,
+            weights=config.strategy.weights,
+            class_weights=config.class_weights,
+        ),
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=config.weight_decay,
+        optimizer__fused=fused_adamw_available(config.device) or None,
+        lr=config.lr,
+        max_epochs=config.max_epochs,
+        batch_size=batch_size,
+        iterator_train=TensorBatches,
+        iterator_train__shuffle=True,
+        iterator_valid=TensorBatches,
+        train_split=None if valid is None else predefined_split(valid),
+        callbacks=callbacks,
+        config=config,
+        valid_calibration=valid_calibration,
+        device=device,
+        # skorch's per-epoch table is the verbose=1 output only.
+        verbose=int(config.verbose == 1),
+        **accelerated,
+    )
+
+
+def fit_members(features, y, sample_weight, valid_rows, seed, config):
+    """Train the members of an ensemble, all at once.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_columns), float32
+        The preprocessed input, continuous columns first, then category
+        codes.
+    y : ndarray of shape (n_samples,)
+        Encoded targets.
+    sample_weight : ndarray of shape (n_samples,), float64
+        Non-negative weights, class weights included.
+    valid_rows : list of (ndarray of int or None)
+        Per member, its held-out rows; None trains it on every row.
+    seed : int
+        Seeds the weights, the shuffling and dropout.
+    config : TrainingConfig
+
+    Returns
+    -------
+    network : PackedDualHeadNetwork
+        In eval mode, on the training device.
+    members : list of Member
+    """
+    n_members = len(valid_rows)
+    device = config.device
+    # The data move to the device once, for all the members.
+    X, target = (torch.from_numpy(a).to(device) for a in (features, y))
+    train, valid, valid_calibration = _datasets(X, target, sample_weight, valid_rows)
+    net = _make_net(config, n_members, len(train), valid, valid_calibration)
+    with torch_threads(config.n_threads), _seeded(seed, device):
+        net.fit(train, y=None)
+    history = net.history
+    if net.interrupted_:
+        # An epoch is complete once its end was timed; a partial row would
+        # break per-epoch curves.
+        while history and "dur" not in history[-1]:
+            del history[-1]
+        if not history:
+            raise KeyboardInterrupt
+    stopper = dict(net.callbacks_).get("early_stopping")
+    members = [
+        _member_record(history, member, stopper, valid_rows[member])
+        for member in range(n_members)
+    ]
+    if net.interrupted_:
+        _warn_interrupted(members, config.max_epochs, stopper)
+    network = _unwrapped(net.module_).eval()
+    return network, members
+
+
+def _member_record(history, member, stopper, valid_rows):
+    n_epochs = len(history)
+    best_epoch, calibrator = n_epochs, None
+    if stopper is not None:
+        n_epochs = int(stopper.stopped_epoch_[member]) or n_epochs
+        best_epoch = int(stopper.best_epoch_[member])
+        calibrator = stopper.best_calibrator_[member]
+    rows = []
+    for row in history[:n_epochs]:
+        record = {"epoch": row["epoch"], "dur": row["dur"]}
+        for key, values in row.items():
+            if key.endswith(_MEMBER_SUFFIX):
+                record[key[: -len(_MEMBER_SUFFIX)]] = values[member]
+        record["train_batch_count"] = row["train_batch_count"]
+        rows.append(record)
+    return Member(calibrator, rows, best_epoch, n_epochs, valid_rows)
+
+
+def _warn_interrupted(members, max_epochs, stopper):
+    n_epochs = max(member.n_epochs for member in members)
+    kept = (
+        "each member keeps the weights of its best epoch so far"
+        if stopper is not None
+        else "the model keeps the weights reached when it was interrupted"
+    )
+    warnings.warn(
+        "Training was interrupted (KeyboardInterrupt) after "
+        f"{n_epochs} complete epoch(s) of max_epochs={max_epochs}; {kept}.",
+        UserWarning,
+    )
+
+
+def member_log_proba(network, members, features, *, predict_head, prior_correction):
+    """Every member's calibrated log-probabilities.
+
+    Parameters
+    ----------
+    network : PackedDualHeadNetwork
+        In eval mode.
+    members : list of Member
+    features : torch.Tensor of shape (n_samples, n_columns), float32
+    predict_head : {"main", "aux", "mean"}
+    prior_correction : ndarray of shape (n_classes,) or None
+
+    Returns
+    -------
+    log_proba : ndarray of shape (n_members, n_samples, n_classes), float64
+    """
+    device = network.heads.weight.device
+    n_classes, n_members = network.n_classes, network.n_members
+    first, last = HEAD_SLICES[predict_head]
+    width = (last - first) * n_classes
+    n_chunks = math.ceil(len(features) / PREDICT_BATCH_SIZE)
+    with torch.inference_mode():
+        forward = InferencePass(network, predict_head, PREDICT_BATCH_SIZE)
+        # Chunk-major, so that every chunk's output is one contiguous block.
+        logits = torch.empty(n_chunks, n_members, PREDICT_BATCH_SIZE, width, device=device)
+        for chunk in range(n_chunks):
+            start = chunk * PREDICT_BATCH_SIZE
+            forward(features[start : start + PREDICT_BATCH_SIZE].to(device), out=logits[chunk])
+        logits = logits.transpose(0, 1).reshape(n_members, -1, width)[:, : len(features)]
+        logits = logits.to("cpu", torch.float64)
+    log_proba = head_log_proba(
+        logits.split(n_classes, dim=-1),
+        None if prior_correction is None else torch.from_numpy(prior_correction),
+    ).numpy()
+    return np.stack(
+        [
+            part if member.calibrator is None else member.calibrator.transform(part)
+            for member, part in zip(members, log_proba)
+        ]
+    )
+
+
+def shared_random_state(rng, accelerator):
+    """``rng``, the main process's in every process of a distributed run.
+
+    Every process must hold out the same validation rows and shuffle with
+    the same seed, even when ``random_state`` is None.
+    """
+    if accelerator is None:
+        return rng
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([rng])[0]
+
+
+def training_device(device, accelerator):
+    """The device to train on: ``device``, or the one the accelerator gives."""
+    if accelerator is None:
+        return device
+    # A run on several CPUs reports "cpu:0", a name torch cannot load onto.
+    device = accelerator.device
+    return "cpu" if device.type == "cpu" else str(device)
+
+
+def network_state(network):
+    """What rebuilds ``network``: its arguments and its weights, on the CPU."""
+    weights = {name: tensor.cpu() for name, tensor in network.state_dict().items()}
+    return network.init_kwargs, weights
+
+
+def load_network(state, device):
+    """The network of :func:`network_state`, in eval mode on ``device``."""
+    init_kwargs, weights = state
+    # Built on the meta device, the weights are never drawn: loading a model
+    # leaves torch's random numbers alone.
+    with torch.device("meta"):
+        network = PackedDualHeadNetwork(**init_kwargs)
+    network.load_state_dict(weights, assign=True)
+    return network.to(device).eval()
+
+
+def device_available(device):
+    """Whether tensors can be put on ``device`` on this machine."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True

@@ -1,4 +1,10 @@
-"""The PyTorch module: an MLP trunk shared by two linear heads.
+"""The PyTorch module: members of an ensemble, packed into one network.
+
+Every member is an MLP trunk shared by two linear heads. The members' weights
+are stacked along a leading member dimension and applied with batched matrix
+products, so that one forward, backward and optimizer step trains all of
+them: on a CPU, small networks spend much of their time on the overhead of
+each operation, which the members then share.
 
 This module knows nothing of scikit-learn or skorch.
 """
@@ -8,6 +14,95 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["PackedDualHeadNetwork", "InferencePass"]
+
+
+def _uniform(*shape, bound):
+    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+
+class PackedLinear(nn.Module):
+    """``n_members`` independent linear layers, applied at once.
+
+    Each member's weight and bias are initialised as :class:`torch.nn.Linear`
+    initialises its own. The input is ``(n_members, n, in_features)``, or
+    ``(n, in_features)`` shared by all members; the output is
+    ``(n_members, n, out_features)``.
+    """
+
+    def __init__(self, n_members, in_features, out_features):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = _uniform(n_members, in_features, out_features, bound=bound)
+        self.bias = _uniform(n_members, 1, out_features, bound=bound)
+        self.out_features = out_features
+
+    def forward(self, X):
+        if X.dim() == 2:
+            X = X.expand(len(self.weight), *X.shape)
+        return torch.baddbmm(self.bias, X, self.weight)
+
+
+class PackedBatchNorm(nn.Module):
+    """Batch normalisation of each member's features over its own batch."""
+
+    def __init__(self, n_members, n_features, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_members, n_features))
+        self.bias = nn.Parameter(torch.zeros(n_members, n_features))
+        self.register_buffer("running_mean", torch.zeros(n_members, n_features))
+        self.register_buffer("running_var", torch.ones(n_members, n_features))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, X):
+        # (k, n, h) as (n, k * h): one channel per member and feature.
+        k, n, h = X.shape
+        normalized = F.batch_norm(
+            X.transpose(0, 1).reshape(n, k * h),
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.view(-1),
+            self.bias.view(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        return normalized.view(n, k, h).transpose(0, 1)
+
+
+class PackedLayerNorm(nn.Module):
+    """Layer normalisation with each member's own scale and shift."""
+
+    def __init__(self, n_members, n_features, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_members, 1, n_features))
+        self.bias = nn.Parameter(torch.zeros(n_members, 1, n_features))
+        self.eps = eps
+
+    def forward(self, X):
+        normalized = F.layer_norm(X, X.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, normalized, self.weight)
+
+
+class Dropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` with its mask drawn from 15 random bits a value.
+
+    On the CPU torch's ``bernoulli_`` draws the mask at some 9 ns a value:
+    with dropout after each hidden layer it took a third of the training
+    time of the default network. Random integers and one comparison draw
+    the same mask (keep probability ``1 - p`` to within ``2 ** -15``) in
+    half the time.
+    """
+
+    def forward(self, X):
+        if not self.training or not self.p:
+            return X
+        bits = torch.empty(X.shape, dtype=torch.int16, device=X.device).random_()
+        keep = (bits >= round(self.p * 32768)).to(X.dtype)
+        return X * keep.mul_(1 / (1 - self.p))
+
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -19,8 +114,8 @@ ACTIVATIONS = {
 
 NORMALIZATIONS = {
     None: None,
-    "batchnorm": nn.BatchNorm1d,
-    "layernorm": nn.LayerNorm,
+    "batchnorm": PackedBatchNorm,
+    "layernorm": PackedLayerNorm,
 }
 
 
@@ -31,10 +126,13 @@ class PeriodicEmbedding(nn.Module):
     ``n_frequencies`` learned frequencies ``c`` of its own, initialised from
     ``N(0, sigma ** 2)``, followed by a linear layer of its own
     (``2 * n_frequencies -> d_embedding``) and a ReLU; the embeddings of all
-    features are concatenated.
+    features are concatenated. Every member has its own frequencies and
+    layers.
 
     Parameters
     ----------
+    n_members : int
+        Members of the ensemble.
     n_features : int
         Number of continuous input columns.
     n_frequencies : int
@@ -53,42 +151,38 @@ class PeriodicEmbedding(nn.Module):
     --------
     >>> import torch
     >>> from sk_dualhead._network import PeriodicEmbedding
-    >>> embed = PeriodicEmbedding(3, n_frequencies=4, d_embedding=5, sigma=0.03)
-    >>> tuple(embed(torch.zeros(2, 3)).shape), embed.output_width
-    ((2, 15), 15)
+    >>> embed = PeriodicEmbedding(2, 3, n_frequencies=4, d_embedding=5, sigma=0.03)
+    >>> tuple(embed(torch.zeros(6, 3)).shape), embed.output_width
+    ((2, 6, 15), 15)
     """
 
-    def __init__(self, n_features, *, n_frequencies, d_embedding, sigma):
+    def __init__(self, n_members, n_features, *, n_frequencies, d_embedding, sigma):
         super().__init__()
-        self.frequencies = nn.Parameter(sigma * torch.randn(n_features, n_frequencies))
-        # nn.Linear's initialisation, one layer per feature.
+        self.frequencies = nn.Parameter(
+            sigma * torch.randn(n_members, n_features, n_frequencies)
+        )
+        # nn.Linear's initialisation, one layer per member and feature.
         bound = 1 / math.sqrt(2 * n_frequencies)
-        self.weight = nn.Parameter(
-            torch.empty(n_features, 2 * n_frequencies, d_embedding).uniform_(
-                -bound, bound
-            )
+        self.weight = _uniform(
+            n_members, n_features, 2 * n_frequencies, d_embedding, bound=bound
         )
-        self.bias = nn.Parameter(
-            torch.empty(n_features, d_embedding).uniform_(-bound, bound)
-        )
+        self.bias = _uniform(n_members, 1, n_features, d_embedding, bound=bound)
         self.output_width = n_features * d_embedding
 
     def forward(self, X):
-        """Embed ``X`` of shape (n, n_features) into (n, ``output_width``)."""
-        angles = 2 * math.pi * self.frequencies * X[..., None]
+        """Embed ``X`` of shape ([n_members,] n, n_features) into (n_members, n, width)."""
+        if X.dim() == 2:
+            X = X.unsqueeze(0)
+        angles = 2 * math.pi * self.frequencies.unsqueeze(1) * X[..., None]
         periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-        embedded = torch.einsum("nfi,fio->nfo", periodic, self.weight) + self.bias
-        return torch.relu(embedded).flatten(1)
+        embedded = torch.einsum("knfi,kfio->knfo", periodic, self.weight) + self.bias
+        return torch.relu(embedded).flatten(2)
 
 
 #: Embeddings of the continuous input columns, by name; ``None`` feeds them
 #: to the trunk as they are. ``"periodic"``: 16 frequencies and 16 values per
-#: column (RealMLP: 16 and 4; rtdl_num_embeddings: 48 and 24). Inputs are
-#: robust-scaled and smoothly clipped to about ``[-3, 3]``, where frequencies
-#: drawn with ``sigma=0.03`` start well under half a period: smooth, almost
-#: linear features at first, sharper ones only where training raises a
-#: frequency. On the quality benchmark's tables ``sigma=0.03`` ranked and
-#: calibrated a little better than 0.1 and much better than 1.0.
+#: column (RealMLP: 16 and 4; rtdl_num_embeddings: 48 and 24), frequencies
+#: drawn with ``sigma=0.03`` (see ``docs/benchmarks/quality.md``).
 NUMERICAL_EMBEDDINGS = {
     None: None,
     "periodic": functools.partial(
@@ -106,16 +200,20 @@ def embedding_dim(cardinality):
     return int(min(16, round(1.6 * cardinality**0.56)))
 
 
-class DualHeadNetwork(nn.Module):
-    """A shared MLP trunk feeding a main and an auxiliary linear head.
+class PackedDualHeadNetwork(nn.Module):
+    """``n_members`` networks, each a shared MLP trunk feeding two linear heads.
 
-    The input is one float matrix: the first ``n_continuous`` columns are fed
-    to the trunk as they are or through ``numerical_embedding``; each
-    remaining column holds the integer code of one categorical feature,
-    looked up in its own learned embedding.
+    The input is one float matrix, shared by the members: the first
+    ``n_continuous`` columns are fed to the trunks as they are or through
+    ``numerical_embedding``; each remaining column holds the integer code of
+    one categorical feature, looked up in each member's own embedding. Every
+    weight has the members as its leading dimension, and no member reads
+    another's: training them together is training them apart, at once.
 
     Parameters
     ----------
+    n_members : int
+        Members of the ensemble.
     n_continuous : int
         Number of continuous input columns.
     n_classes : int
@@ -135,18 +233,24 @@ class DualHeadNetwork(nn.Module):
         Embedding of the continuous columns, a key of
         :data:`NUMERICAL_EMBEDDINGS`; ``None`` feeds them as they are.
 
+    Attributes
+    ----------
+    init_kwargs : dict
+        The arguments above, from which the same network can be built again.
+
     Examples
     --------
     >>> import torch
-    >>> from sk_dualhead._network import DualHeadNetwork
-    >>> net = DualHeadNetwork(n_continuous=4, n_classes=3, hidden_sizes=(8,))
+    >>> from sk_dualhead._network import PackedDualHeadNetwork
+    >>> net = PackedDualHeadNetwork(2, n_continuous=4, n_classes=3, hidden_sizes=(8,))
     >>> main, aux = net(torch.zeros(5, 4))
     >>> tuple(main.shape), tuple(aux.shape)
-    ((5, 3), (5, 3))
+    ((2, 5, 3), (2, 5, 3))
     """
 
     def __init__(
         self,
+        n_members,
         n_continuous,
         n_classes,
         hidden_sizes=(256, 256),
@@ -157,78 +261,99 @@ class DualHeadNetwork(nn.Module):
         numerical_embedding=None,
     ):
         super().__init__()
+        self.init_kwargs = {
+            "n_members": n_members,
+            "n_continuous": n_continuous,
+            "n_classes": n_classes,
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "dropout": dropout,
+            "normalization": normalization,
+            "category_cardinalities": list(category_cardinalities),
+            "numerical_embedding": numerical_embedding,
+        }
+        self.n_members = n_members
         self.n_continuous = n_continuous
+        self.n_classes = n_classes
         make_embedding = NUMERICAL_EMBEDDINGS[numerical_embedding]
-        # None adds no module, so the default network's weights draw the
-        # same random numbers as before the option existed.
         self.numerical_embedding = (
-            None if make_embedding is None else make_embedding(n_continuous)
+            None if make_embedding is None else make_embedding(n_members, n_continuous)
         )
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(cardinality, embedding_dim(cardinality))
+        # nn.Embedding's initialisation, N(0, 1), one table per member.
+        self.embeddings = nn.ParameterList(
+            nn.Parameter(torch.randn(n_members, cardinality, embedding_dim(cardinality)))
             for cardinality in category_cardinalities
         )
         width = (
             n_continuous
             if self.numerical_embedding is None
             else self.numerical_embedding.output_width
-        ) + sum(e.embedding_dim for e in self.embeddings)
+        ) + sum(table.shape[-1] for table in self.embeddings)
         layers = []
         for size in hidden_sizes:
-            layers.append(nn.Linear(width, size))
+            layers.append(PackedLinear(n_members, width, size))
             if NORMALIZATIONS[normalization] is not None:
-                layers.append(NORMALIZATIONS[normalization](size))
+                layers.append(NORMALIZATIONS[normalization](n_members, size))
             layers.append(ACTIVATIONS[activation]())
             if dropout:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = size
         self.trunk = nn.Sequential(*layers)
-        self.main_head = nn.Linear(width, n_classes)
-        self.aux_head = nn.Linear(width, n_classes)
+        # Both heads in one layer: one batched product gives both.
+        self.heads = PackedLinear(n_members, width, 2 * n_classes)
 
     def trunk_inputs(self, X):
-        """The trunk's input: continuous columns, embedded or not, then embeddings."""
-        inputs = X[:, : self.n_continuous]
+        """The trunks' input: continuous columns, embedded or not, then embeddings.
+
+        ``X`` is ``(n, n_columns)``, or ``(n_members, n, n_columns)`` when
+        each member sees its own copy (only the continuous columns may
+        differ between the copies). The result is shared, ``(n, width)``,
+        when nothing is embedded.
+        """
+        inputs = X[..., : self.n_continuous]
         if self.numerical_embedding is not None:
             inputs = self.numerical_embedding(inputs)
-        if self.embeddings:
-            codes = X[:, self.n_continuous :].long()
-            inputs = torch.cat(
-                [inputs]
-                + [embed(codes[:, i]) for i, embed in enumerate(self.embeddings)],
-                dim=1,
-            )
-        return inputs
-
-    def encode(self, X):
-        """Output of the trunk, which both heads read."""
-        return self.trunk(self.trunk_inputs(X))
+        if not len(self.embeddings):
+            return inputs
+        codes = X[..., self.n_continuous :].long()
+        if codes.dim() == 3:
+            codes = codes[0]
+        if inputs.dim() == 2:
+            inputs = inputs.expand(self.n_members, *inputs.shape)
+        return torch.cat(
+            [inputs] + [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)],
+            dim=2,
+        )
 
     def forward(self, X):
-        """Return ``(main_logits, aux_logits)``."""
-        hidden = self.encode(X)
-        return self.main_head(hidden), self.aux_head(hidden)
+        """Return ``(main_logits, aux_logits)``, each ``(n_members, n, n_classes)``."""
+        logits = self.heads(self.trunk(self.trunk_inputs(X)))
+        return logits[..., : self.n_classes], logits[..., self.n_classes :]
 
 
 #: In-place forms of the activations, for buffers an inference pass owns.
 _IN_PLACE_ACTIVATIONS = {
     nn.ReLU: torch.relu_,
     nn.Tanh: torch.tanh_,
-    nn.SiLU: functools.partial(nn.functional.silu, inplace=True),
-    nn.SELU: functools.partial(nn.functional.selu, inplace=True),
+    nn.SiLU: functools.partial(F.silu, inplace=True),
+    nn.SELU: functools.partial(F.selu, inplace=True),
 }
+
+#: Which of the two heads' logit blocks each ``predict_head`` reads.
+HEAD_SLICES = {"main": (0, 1), "aux": (1, 2), "mean": (0, 2)}
 
 
 class InferencePass:
-    """Forward passes of a :class:`DualHeadNetwork` in eval mode, into reused buffers.
+    """Forward passes of a :class:`PackedDualHeadNetwork` in eval mode, into reused buffers.
 
     ``module(X)`` allocates every activation afresh: on the CPU a 1,024-row
     chunk through a 256-wide trunk asks the allocator for a few MB per chunk,
     which the C library, depending on what the process allocated before,
     maps and unmaps again (minor page faults on every chunk). Here each
-    linear layer writes into a buffer of its own (``torch.addmm(...,
+    linear layer writes into a buffer of its own (``torch.baddbmm(...,
     out=)``), activations run in place, and the heads asked for are one
-    matrix product written straight into the caller's output.
+    batched product written straight into the caller's output; a head whose
+    output would be thrown away is not computed.
 
     Every call computes exactly ``n_rows`` rows (fewer are padded with
     zeros): BLAS picks its kernels by matrix shape, so with one shape a row's
@@ -236,36 +361,38 @@ class InferencePass:
 
     Parameters
     ----------
-    network : DualHeadNetwork
+    network : PackedDualHeadNetwork
         The network, in eval mode; its weights are read, never copied.
-    heads : tuple of {"main", "aux"}
-        The heads whose logits are written, side by side, in this order.
+    heads : {"main", "aux", "mean"}
+        ``"main"`` or ``"aux"`` writes that head's logits, ``"mean"`` both,
+        main then auxiliary, side by side.
     n_rows : int
         Rows per call.
 
     Examples
     --------
     >>> import torch
-    >>> from sk_dualhead._network import DualHeadNetwork, InferencePass
-    >>> net = DualHeadNetwork(n_continuous=4, n_classes=3, hidden_sizes=(8,)).eval()
-    >>> X, out = torch.randn(5, 4), torch.empty(16, 6)
+    >>> from sk_dualhead._network import PackedDualHeadNetwork, InferencePass
+    >>> net = PackedDualHeadNetwork(2, 4, 3, hidden_sizes=(8,)).eval()
+    >>> X, out = torch.randn(5, 4), torch.empty(2, 16, 6)
     >>> with torch.inference_mode():
-    ...     InferencePass(net, ("main", "aux"), n_rows=16)(X, out=out)
+    ...     InferencePass(net, "mean", n_rows=16)(X, out=out)
     ...     main, aux = net(X)
-    >>> torch.allclose(out[:5], torch.cat([main, aux], dim=1), atol=1e-6)
+    >>> torch.allclose(out[:, :5], torch.cat([main, aux], dim=2), atol=1e-6)
     True
     """
 
     def __init__(self, network, heads, n_rows):
         self.network = network
         self.n_rows = n_rows
-        device = network.main_head.weight.device
-        head_layers = [getattr(network, f"{head}_head") for head in heads]
-        self.head_weight = torch.cat([layer.weight for layer in head_layers]).t()
-        self.head_bias = torch.cat([layer.bias for layer in head_layers])
+        first, last = HEAD_SLICES[heads]
+        n_classes = network.n_classes
+        self.head_weight = network.heads.weight[..., first * n_classes : last * n_classes]
+        self.head_bias = network.heads.bias[..., first * n_classes : last * n_classes]
+        device = self.head_weight.device
         self.buffers = [
-            torch.empty(n_rows, layer.out_features, device=device)
-            if isinstance(layer, nn.Linear)
+            torch.empty(network.n_members, n_rows, layer.out_features, device=device)
+            if isinstance(layer, PackedLinear)
             else None
             for layer in network.trunk
         ]
@@ -274,7 +401,8 @@ class InferencePass:
     def __call__(self, X, out):
         """Write the heads' logits of ``X`` (at most ``n_rows`` rows) into ``out``.
 
-        ``out`` has ``n_rows`` rows; those past ``len(X)`` hold the padding's.
+        ``out`` is ``(n_members, n_rows, n_logits)``; rows past ``len(X)``
+        hold the padding's.
         """
         if len(X) < self.n_rows:
             if self.padded is None:
@@ -282,9 +410,11 @@ class InferencePass:
             self.padded[: len(X)] = X
             X = self.padded
         hidden = self.network.trunk_inputs(X)
+        if hidden.dim() == 2:
+            hidden = hidden.expand(self.network.n_members, *hidden.shape)
         for layer, buffer in zip(self.network.trunk, self.buffers):
             if buffer is not None:
-                hidden = torch.addmm(layer.bias, hidden, layer.weight.t(), out=buffer)
+                hidden = torch.baddbmm(layer.bias, hidden, layer.weight, out=buffer)
             elif type(layer) in _IN_PLACE_ACTIVATIONS:
                 # hidden is a buffer of this pass or a normalisation's fresh
                 # output, never the caller's X: the trunk starts with a
@@ -292,4 +422,4 @@ class InferencePass:
                 hidden = _IN_PLACE_ACTIVATIONS[type(layer)](hidden)
             else:
                 hidden = layer(hidden)
-        torch.addmm(self.head_bias, hidden, self.head_weight, out=out)
+        torch.baddbmm(self.head_bias, hidden, self.head_weight, out=out)

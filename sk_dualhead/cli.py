@@ -430,12 +430,12 @@ def run_fit(args):
     strategy = getattr(model, "strategy_", model.strategy)
     reason = getattr(model, "strategy_reason_", None)
     print(f"strategy: {strategy}" + (f" ({reason})" if reason else ""))
-    networks = (
-        f"{model.n_networks_} networks, the first " if model.n_networks_ > 1 else ""
+    epochs = ", ".join(
+        f"{member.n_epochs} (kept {member.best_epoch})" for member in model.members_
     )
     print(
-        f"fitted on {len(y)} rows in {seconds:.1f} s, {networks}{model.n_epochs_} "
-        f"epochs (kept epoch {model.best_epoch_})"
+        f"fitted on {len(y)} rows in {seconds:.1f} s, {model.n_networks_} "
+        f"network(s); epochs: {epochs}"
     )
     out = pathlib.Path(args.out)
     try:

@@ -2,126 +2,50 @@
 
 import functools
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
-from scipy.special import logsumexp
 import torch
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import compute_sample_weight
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    check_random_state,
-    column_or_1d,
-    validate_data,
-)
-from skorch.callbacks import GradientNormClipping
-from skorch.helper import predefined_split
+from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from . import __version__
+from ._docstring import X_PREDICT, Substitution
 from ._engine import (
-    PREDICT_HEADS,
-    AcceleratedDualHeadNet,
-    BestEpochEarlyStopping,
-    DualHeadNet,
-    EpochProgressBar,
-    TensorBatches,
-    TensorDataset,
-    fused_adamw_available,
+    TrainingConfig,
+    device_available,
+    fit_members,
+    load_network,
+    member_log_proba,
+    network_state,
+    shared_random_state,
+    torch_threads,
+    training_device,
+)
+from ._validation import (
+    as_float32,
+    check_hyperparameters,
+    encode_targets,
+    resolve_device,
+    sample_weights,
+    validate_input,
 )
 from .calibration import CALIBRATORS
-from ._network import (
-    ACTIVATIONS,
-    NORMALIZATIONS,
-    NUMERICAL_EMBEDDINGS,
-    DualHeadNetwork,
-)
-from .losses import DualHeadLoss
 from .preprocessing import TabularPreprocessor
-from .strategies import (
-    KNOBS,
-    STRATEGIES,
-    build_loss,
-    choose_strategy,
-    resolve_strategy,
-    strategy_alpha,
-)
+from .strategies import KNOBS, STRATEGIES, choose_strategy, class_weights, resolve_strategy
 
 __all__ = ["DualHeadClassifier"]
 
-#: From this many rows on, ``n_networks="auto"`` trains one network, not five:
-#: below it a network fits in seconds and its variance from seed and split is
-#: what averaging removes; above it a fit takes minutes.
+#: From this many rows on, ``n_networks="auto"`` trains one network, not five.
 AUTO_ONE_NETWORK_ROWS = 10_000
 
-
-def resolve_device(device):
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"`` into a checked name."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a valid device; use 'cpu', 'cuda', "
-            "'cuda:N', 'mps' or 'auto'."
-        ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available "
-                "on this machine; use device='cpu' or device='auto'."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} was requested but only "
-                f"{torch.cuda.device_count()} CUDA device(s) are visible."
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but MPS is not available on "
-            "this machine; use device='cpu' or device='auto'."
-        )
-    elif resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(
-            f"device={device!r} is not supported; use 'cpu', 'cuda', "
-            "'cuda:N', 'mps' or 'auto'."
-        )
-    return str(resolved)
-
-
-@contextmanager
-def _torch_threads(n_threads):
-    """Set torch's intra-op thread count for the duration of a call."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextmanager
-def _seeded(seed, device):
-    """Seed torch inside the block without touching the caller's RNG state."""
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+#: Names of the options of the network's parts, as the estimator takes them.
+_ACTIVATIONS = {"relu", "gelu", "silu", "selu", "tanh"}
+_NORMALIZATIONS = {"batchnorm", "layernorm"}
+_NUMERICAL_EMBEDDINGS = {"periodic"}
 
 
 def _keeps_previous_fit_on_failure(fit):
@@ -146,32 +70,6 @@ def _keeps_previous_fit_on_failure(fit):
     return wrapper
 
 
-def _main_process_copy(rng):
-    """The main process's ``rng``, in every process of a distributed run.
-
-    Every process must hold out the same validation rows and shuffle with
-    the same seed, even when ``random_state`` is None; a single process gets
-    its own ``rng`` back.
-    """
-    from accelerate.utils import broadcast_object_list
-
-    return broadcast_object_list([rng])[0]
-
-
-def _accelerator_device(accelerator):
-    """Name of the device an ``accelerate.Accelerator`` trains this process on."""
-    device = accelerator.device
-    # A run on several CPUs reports "cpu:0", a name torch cannot load onto.
-    return "cpu" if device.type == "cpu" else str(device)
-
-
-def _package_version():
-    # Imported here: the package's __init__ imports this module.
-    from . import __version__
-
-    return __version__
-
-
 class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     """Two-headed neural network classifier for tabular data.
 
@@ -183,35 +81,21 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     ``strategy`` and each of its parts can be overridden by the knobs below,
     so all of them can be tuned by :class:`~sklearn.model_selection.GridSearchCV`.
 
+    Several such networks (``n_networks``) are trained at once, packed into
+    one batched network, each on its own split with its own early stopping
+    and calibration; ``predict_proba`` averages their probabilities.
+
     Read more in the :ref:`User Guide <concepts>`.
 
     Parameters
     ----------
     strategy : str, default="balanced"
         Name of the loss strategy, a key of
-        :data:`sk_dualhead.strategies.STRATEGIES`, or ``"auto"``. All use
-        weights 0.7 / 0.25 / 0.05 for main, auxiliary and consistency terms.
-
-        - ``"balanced"``: focal loss (``gamma=2``) on the main head,
-          cross-entropy with label smoothing 0.15 on the auxiliary head.
-        - ``"focal_smooth"`` (severe imbalance): both heads weigh classes by
-          their effective number (``class_balance_beta=0.999``); main focal
-          loss, auxiliary smoothing 0.1. The prior shift of the class
-          weights is undone at prediction.
-        - ``"confidence_aware"`` (probabilities must be accurate): main
-          adaptive focal loss (FLSD-53), auxiliary smoothing 0.1 with a
-          confidence penalty 0.1; post-hoc calibration even when
-          ``calibration=None``.
-        - ``"adversarial"`` (noisy data): half the main loss on FGSM inputs
-          (``adversarial_epsilon=0.05``), auxiliary generalized
-          cross-entropy (``noise_q=0.7``).
-        - ``"double_focal"``: focal loss on both heads, the design note's
-          rejected design, kept as a baseline.
-        - ``"auto"``: chosen from the training data by
-          :func:`~sk_dualhead.strategies.choose_strategy`: minority/majority
-          ratio below 0.1 gives ``"focal_smooth"``; else
-          ``calibrated_probabilities=True`` gives ``"confidence_aware"``;
-          else noisy labels give ``"adversarial"``; else ``"balanced"``.
+        :data:`sk_dualhead.strategies.STRATEGIES` (``"balanced"``,
+        ``"focal_smooth"``, ``"confidence_aware"``, ``"adversarial"``,
+        ``"double_focal"``), or ``"auto"``, chosen from the training data by
+        :func:`~sk_dualhead.strategies.choose_strategy`. See
+        :ref:`strategies`.
 
     hidden_sizes : tuple of int, default=(256, 256)
         Widths of the trunk's hidden layers.
@@ -220,87 +104,57 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Non-linearity of the trunk.
 
     dropout : float, default=0.3
-        Dropout probability after each hidden layer. With
-        ``weight_decay=1e-2`` it regularises the default network; on the
-        quality benchmark (``benchmarks/quality.py``) this pair ranked above
-        dropout 0.1 with weight decay 1e-4 on ROC AUC and average precision.
+        Dropout probability after each hidden layer.
 
     normalization : {"batchnorm", "layernorm"} or None, default=None
         Normalisation after each hidden linear layer.
 
     numerical_embedding : {"periodic"} or None, default=None
-        Embedding of the continuous input columns (scaled numerics, missing
-        indicators, one-hot columns) before the trunk; categorical columns
-        embedded by the preprocessing keep their own embeddings. ``None``
-        feeds them as they are. ``"periodic"`` is PLR (Gorishniy et al.
-        2022): per column, 16 learned frequencies ``c`` initialised from
-        ``N(0, 0.03 ** 2)``, ``[cos(2 pi c x), sin(2 pi c x)]``, a linear
-        layer of its own to 16 values and a ReLU
-        (:data:`~sk_dualhead._network.NUMERICAL_EMBEDDINGS`). On the quality
-        benchmark's five tables (3-fold out-of-fold, five runs each) it
-        raised ROC AUC by 0.004 and average precision by 0.005 on average,
-        mostly on pima, nwtco and lending_club (breast_cancer and pbc barely
-        moved), and fits took about 1.4 times as long; a gain smaller than
-        the spread between runs, so it is not the default.
+        Embedding of the continuous input columns before the trunk;
+        ``"periodic"`` is PLR (Gorishniy et al. 2022). ``None`` feeds them
+        as they are. See :doc:`/benchmarks/quality`.
 
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.
 
     weight_decay : float, default=1e-2
-        Decoupled weight decay of AdamW (PyTorch's own default for AdamW).
+        Decoupled weight decay of AdamW.
 
     max_grad_norm : float, default=None
-        Clip the L2 norm of all gradients together to this value before each
-        step; ``None`` does not clip. A remedy when training diverges.
+        Clip the L2 norm of each network's gradient to this value before
+        each step; ``None`` does not clip.
 
     max_epochs : int, default=200
         Maximum number of passes over the training data.
 
     batch_size : int or "auto", default="auto"
         Rows per gradient step; ``"auto"`` uses
-        ``min(256, max(16, n_train // 8))``, about eight steps per epoch on
-        small tables.
+        ``min(256, max(16, n_train // 8))``.
 
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (stratified),
-        stop when the validation log loss has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs and restore the weights of the best
-        epoch. The log loss scored is that of the probabilities
-        ``predict_proba`` would return: after ``calibration``, fitted anew
-        to each epoch's held-out predictions. (The raw outputs of a focal
-        head are under-confident and grow sharper with every epoch, so
-        their log loss kept improving long after the ranking had begun to
-        decay: on lending_club, ROC AUC 0.63 against 0.72.) When the data are too small to hold out at least one sample
-        of every class, training falls back to ``max_epochs`` on all data.
-        ``False`` trains exactly ``max_epochs`` epochs on all data.
+        stop when the calibrated validation log loss has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs and restore the weights of
+        the best epoch. ``False`` trains ``max_epochs`` epochs on all rows.
 
     validation_fraction : float, default=0.15
         Share of the training data held out for early stopping.
 
     n_iter_no_change : int, default=10
-        Epochs without improvement before training stops.
+        Epochs without improvement before a network stops.
 
     tol : float, default=1e-4
         Minimum decrease of the validation log loss that counts as an
         improvement.
 
     n_networks : int or "auto", default="auto"
-        Networks trained, each from its own seed on its own held-out split,
-        with its own early stopping and calibration; ``predict_proba``
-        averages their probabilities. ``"auto"`` trains 5 on fewer than
-        10,000 rows and 1 on more. Averaging five networks costs five fits
-        and, on the quality benchmark's tables (fewer than 10,000 rows,
-        where one network's variance from seed and split is large), is what
-        brings average precision, Brier score and log loss level with or
-        ahead of logistic regression; one network ranked behind it. On
-        large tables a fit costs minutes and varies less from seed to seed.
-        Grid searches may use ``n_networks=1`` and refit the best settings
-        with more.
+        Networks trained, each from its own initial weights on its own
+        held-out split; ``"auto"`` trains 5 on fewer than 10,000 rows and 1
+        on more. See :doc:`/howto/ensembles`.
 
     gamma : float or "adaptive", default=None
         Focusing parameter of the main head's focal loss; ``"adaptive"`` is
-        FLSD-53 (gamma 5 where the true class has probability below 0.2,
-        else 3); ``None`` keeps the strategy's value.
+        FLSD-53. ``None`` keeps the strategy's value.
 
     label_smoothing : float, default=None
         Label smoothing of the auxiliary head's cross-entropy; ``None`` keeps
@@ -311,8 +165,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     class_balance_beta : float, default=None
         ``beta`` in ``[0, 1)`` of the class-balanced weights (Cui et al.
-        2019) of both heads; ``None`` keeps the strategy's (only
-        ``"focal_smooth"`` balances by default).
+        2019) of both heads; ``None`` keeps the strategy's.
 
     confidence_penalty : float, default=None
         Weight of the entropy bonus (Pereyra et al. 2017) of an auxiliary
@@ -327,48 +180,28 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         ``None`` keeps the strategy's.
 
     calibration : {"temperature", "platt", "auto"} or None, default="temperature"
-        Post-hoc calibration fitted, after training, on the log-probabilities
-        of the held-out early-stopping split and applied by
-        ``predict_proba``. ``"temperature"`` (Guo et al. 2017) keeps the
-        predicted classes and rankings; ``"platt"`` (two classes only) also
-        fits an intercept, so it keeps rankings but can move the decision
-        threshold; ``"auto"`` is Platt for two classes and temperature for
-        more. The default was chosen on the ablation benchmark
-        (``docs/benchmarks/ablation.md``): both cut the ECE of focal-loss
-        models sharply (nwtco 0.14 to 0.03, lending_club 0.13 to 0.008)
-        without touching AUC or AP, and temperature matched or beat Platt
-        on all 5 tables (mean ECE 0.061 vs 0.067); Platt's two parameters,
-        fitted on a small held-out split that the network separates, push
-        probabilities to extremes. Early stopping scores the calibrated
-        probabilities, so this choice also sets when training stops. Without a held-out split
-        (``early_stopping=False``, or data too small to split) nothing is
-        calibrated and ``calibrator_`` is None: calibrating on the rows
-        the network was trained on would fit its over-fitting, not undo it.
+        Post-hoc calibration of each network, fitted on its held-out rows;
+        ``"auto"`` is Platt for two classes and temperature for more.
+        Without held-out rows nothing is calibrated. See
+        :doc:`/howto/calibration`.
 
     calibrated_probabilities : bool, default=False
-        Whether probabilities must be accurate; used by ``strategy="auto"``.
+        Tells ``strategy="auto"`` that probabilities must be accurate.
 
     noisy_labels : bool or "auto", default="auto"
-        Whether the labels are noisy; used by ``strategy="auto"``.
-        ``"auto"`` measures the out-of-fold disagreement of a logistic
-        regression with the labels and calls them noisy above 0.2 (see
-        :func:`~sk_dualhead.strategies.estimate_label_noise`).
+        Tells ``strategy="auto"`` whether the labels are noisy; ``"auto"``
+        estimates it.
 
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``.
-        ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
 
     predict_head : {"main", "aux", "mean"}, default="mean"
-        Head whose probabilities ``predict_proba`` returns (and whose log
-        loss early stopping monitors); ``"mean"`` averages the two heads'
-        probabilities, which on the quality benchmark ranked and
-        calibrated better than the main head alone: the focal main head
-        pushes probabilities toward 0.5, the label-smoothed head much less.
+        Head whose probabilities ``predict_proba`` returns and early
+        stopping scores; ``"mean"`` averages both heads' probabilities.
 
     preprocessing : "auto", None or transformer, default="auto"
-        ``"auto"`` fits a :class:`~sk_dualhead.preprocessing.TabularPreprocessor`
-        (imputation, robust scaling, one-hot and embedded categories); a
-        transformer is cloned and fitted instead; ``None`` feeds numeric
+        ``"auto"`` fits a :class:`~sk_dualhead.preprocessing.TabularPreprocessor`;
+        a transformer is cloned and fitted instead; ``None`` feeds numeric
         input to the network as it is.
 
     device : str, default="cpu"
@@ -376,28 +209,20 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         best available), resolved when ``fit`` is called.
 
     accelerator : accelerate.Accelerator, default=None
-        Train data-parallel with Hugging Face Accelerate (the ``[accelerate]``
-        extra): in a run started by ``accelerate launch``, every process
-        fits the same estimator on the same data, trains on its own share
-        of every epoch and averages gradients with the others (see
-        :ref:`the how-to <data-parallel>`). ``batch_size`` is then per
-        process. The accelerator places the network and the data on
-        ``accelerator.device``, and ``device`` is ignored. ``None`` trains
-        in this process alone.
+        Train data-parallel with Hugging Face Accelerate (see
+        :ref:`the how-to <data-parallel>`); ``device`` is then ignored.
 
     n_threads : int, default=None
-        Torch CPU threads used while fitting and predicting; ``None`` leaves
-        torch's setting alone. Set it to 1 when many models are fitted in
-        parallel, since oversubscribed torch threads slow each other down.
+        Torch CPU threads while fitting and predicting; ``None`` leaves
+        torch's setting alone.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and the validation
-        split. An int gives identical results from fit to fit on the CPU.
+        splits. An int gives identical results from fit to fit on the CPU.
 
     verbose : int, default=0
         0 is silent; 1 prints a table of the loss terms every epoch; 2 and
-        more show a tqdm progress bar over the epochs instead (tqdm comes
-        with the ``[progress]`` extra).
+        more show a tqdm progress bar over the epochs instead.
 
     Attributes
     ----------
@@ -414,32 +239,15 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         The fitted preprocessing.
 
     n_networks_ : int
-        Number of networks trained (``n_networks`` resolved when ``"auto"``).
+        Number of networks trained (``n_networks`` resolved).
 
-    nets_ : list of skorch.NeuralNet
-        The fitted skorch nets, one per network; the ``module_`` of each is
-        its PyTorch network and its ``history`` its per-epoch record.
+    network_ : torch.nn.Module
+        All the networks' weights, packed into one module.
 
-    calibrators_ : list of (TemperatureScaling, PlattScaling or None)
-        Each network's post-hoc calibration, fitted on its own held-out
-        rows (``temperature_`` or ``slope_`` and ``intercept_``), or None
-        when none was fitted.
-
-    net_ : skorch.NeuralNet
-        The first network's net, ``nets_[0]``, which the attributes below
-        describe.
-
-    history_ : skorch.History
-        The first network's per-epoch record: ``train_loss``,
-        ``train_main_loss``, ``train_aux_loss``, ``train_consistency_loss``,
-        the same with the ``valid_`` prefix, ``valid_log_loss`` and ``dur``.
-
-    n_epochs_ : int
-        Number of epochs the first network ran.
-
-    best_epoch_ : int
-        The first network's epoch whose weights were kept (the last one
-        without early stopping).
+    members_ : list of Member
+        One record per network: its ``calibrator``, its per-epoch
+        ``history``, its ``best_epoch``, ``n_epochs`` and held-out
+        ``valid_rows``.
 
     device_ : str
         The device the model was trained on.
@@ -454,9 +262,6 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Added to both heads' logits at prediction to undo the prior shift of
         class-balanced weights, ``-log(alpha)``; None without them.
 
-    calibrator_ : TemperatureScaling, PlattScaling or None
-        The first network's calibration, ``calibrators_[0]``.
-
     See Also
     --------
     sklearn.neural_network.MLPClassifier : Single-loss multilayer perceptron.
@@ -465,14 +270,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     Notes
     -----
     A failing ``fit`` (bad input, diverged training, Ctrl-C before the first
-    epoch ends) raises and leaves a previously fitted model as it was.
-    Training that produces a NaN or infinite loss stops with a ``ValueError``
-    naming the epoch; lower ``lr`` or set ``max_grad_norm``. A Ctrl-C after at
-    least one complete epoch ends ``fit`` with a warning and keeps the best
-    epoch's weights (with early stopping) or the weights reached so far. The
-    package version is saved with a pickled model, and loading it under
-    another version warns. No file is written during ``fit``: early stopping
-    keeps the best weights in memory.
+    epoch ends) raises and leaves a previously fitted model as it was. A
+    Ctrl-C after at least one complete epoch ends ``fit`` with a warning and
+    keeps each network's best weights so far. A pickled model records the
+    package version, warns when loaded under another, and loads on the CPU
+    where the device it was trained on is missing.
 
     Examples
     --------
@@ -482,8 +284,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     >>> clf = DualHeadClassifier(max_epochs=20, random_state=0).fit(X, y)
     >>> clf.predict_proba(X.iloc[:2]).shape
     (2, 2)
-    >>> clf.score(X, y) > 0.9
-    True
+    >>> len(clf.members_), clf.score(X, y) > 0.9
+    (5, True)
     """
 
     # The HTML repr (in notebooks) links the estimator's name to its API page.
@@ -496,13 +298,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "strategy": [StrOptions(set(STRATEGIES) | {"auto"})],
         "hidden_sizes": [tuple, list],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        "activation": [StrOptions(_ACTIVATIONS)],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "normalization": [StrOptions({n for n in NORMALIZATIONS if n}), None],
-        "numerical_embedding": [
-            StrOptions({n for n in NUMERICAL_EMBEDDINGS if n}),
-            None,
-        ],
+        "normalization": [StrOptions(_NORMALIZATIONS), None],
+        "numerical_embedding": [StrOptions(_NUMERICAL_EMBEDDINGS), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
@@ -618,7 +417,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     @_keeps_previous_fit_on_failure
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Fit the network to the training data.
+        """Fit the networks to the training data.
 
         Parameters
         ----------
@@ -636,348 +435,45 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         self : DualHeadClassifier
             The fitted estimator.
         """
-        self._check_hyperparameters()
-        X, y = self._validate_input(X, y, reset=True)
-        y = self._encode_targets(y)
+        check_hyperparameters(self)
+        X, y = validate_input(self, X, y, reset=True)
+        self.classes_, y = encode_targets(y)
         if self.calibration == "platt" and len(self.classes_) > 2:
             raise ValueError(
                 f"calibration='platt' needs 2 classes, got {len(self.classes_)}; "
                 "use calibration='temperature'."
             )
-        weights = self._sample_weights(X, y, sample_weight)
-        rng = check_random_state(self.random_state)
-        if self.accelerator is not None:
-            rng = _main_process_copy(rng)
+        weights = sample_weights(sample_weight, X, y, self.classes_, self.class_weight)
+        rng = shared_random_state(check_random_state(self.random_state), self.accelerator)
         self.n_networks_ = (
             (5 if len(y) < AUTO_ONE_NETWORK_ROWS else 1)
             if self.n_networks == "auto"
             else self.n_networks
         )
-        # Every network draws its seed and its held-out rows up front, the
-        # first exactly as a single network does.
-        draws = [
-            (int(rng.randint(np.iinfo(np.int32).max)), self._split(y, rng))
-            for _ in range(self.n_networks_)
-        ]
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        valid_rows = [self._held_out_rows(y, rng) for _ in range(self.n_networks_)]
 
         preprocessor = self._make_preprocessor()
         if preprocessor is not None:
             X = preprocessor.fit_transform(X)
-        features = self._as_float32(X)
-        self.device_ = (
-            resolve_device(self.device)
-            if self.accelerator is None
-            else _accelerator_device(self.accelerator)
-        )
+        features = as_float32(X)
         self.preprocessor_ = preprocessor
-        self._resolve_strategy(y, features, seed=draws[0][0])
+        self.device_ = training_device(resolve_device(self.device), self.accelerator)
+        entry = self._resolve_strategy(y, features, seed)
         # Counted over all rows, so that every network balances the classes
         # alike: its held-out rows are a stratified sample of them.
-        class_counts = np.bincount(y, minlength=len(self.classes_))
-        alpha = strategy_alpha(self._strategy_entry(), class_counts)
-        self.prior_correction_ = None if alpha is None else -np.log(alpha.double().numpy())
-
-        # The data move to the device once, for all the networks.
-        tensors = (
-            torch.from_numpy(features).to(self.device_),
-            torch.from_numpy(y).to(self.device_),
+        alpha = class_weights(entry, np.bincount(y, minlength=len(self.classes_)))
+        self.prior_correction_ = None if alpha is None else -np.log(alpha.numpy())
+        config = self._training_config(entry, alpha, features, valid_rows)
+        self.network_, self.members_ = fit_members(
+            features, y, weights, valid_rows, seed, config
         )
-        self.nets_, self.calibrators_ = [], []
-        for index, (seed, (train, valid)) in enumerate(draws):
-            if self.verbose == 1 and self.n_networks_ > 1:
-                # Under an accelerator, from the main process alone.
-                (print if self.accelerator is None else self.accelerator.print)(
-                    f"Network {index + 1} of {self.n_networks_}"
-                )
-            net = self._fit_network(tensors, weights, train, valid, seed, class_counts)
-            if net is not None:
-                self.nets_.append(net)
-                self.calibrators_.append(
-                    self._fit_calibrator(net, tensors[0], y, weights, valid)
-                )
-            if net is None or net.interrupted_:
-                self._keep_interrupted_training()
-                break
-
-        self.net_, self.calibrator_ = self.nets_[0], self.calibrators_[0]
-        self.history_ = self.net_.history
-        self.n_epochs_ = len(self.history_)
-        stopper = dict(self.net_.callbacks_).get("early_stopping")
-        self.best_epoch_ = stopper.best_epoch_ if stopper else self.n_epochs_
         return self
 
-    def _fit_network(self, tensors, weights, train, valid, seed, class_counts):
-        """Train one network; None when it was interrupted in its first epoch."""
-        # Weights are scaled to average one over the rows trained on, so the
-        # learning rate means the same with and without them.
-        weights = weights / weights[train].mean()
-        datasets = self._tensor_datasets(tensors, weights, train, valid)
-        # Calibrating needs held-out rows: calibrating on the rows the
-        # network was trained on would fit its over-fitting, not undo it.
-        calibration = (
-            self._calibration_method(self._strategy_entry()) if valid is not None else None
-        )
-        net = self._make_net(
-            tensors[0], len(datasets[0]), datasets[1], class_counts, calibration
-        )
-        with _torch_threads(self.n_threads), _seeded(seed, self.device_):
-            net.fit(datasets[0], y=None)
-        if net.interrupted_:
-            history = net.history
-            # An epoch is complete once its end was timed; a partial row
-            # would break per-epoch curves.
-            while history and "dur" not in history[-1]:
-                del history[-1]
-            if not history:
-                return None
-        # The accelerator placed the module itself (skorch's device=None); the
-        # fitted net records where, so that it predicts, pickles and loads
-        # like one fitted without an accelerator.
-        net.device = self.device_
-        # The split holds the held-out rows; a saved model must not carry data.
-        net.train_split = None
-        return net
-
-    def _fit_calibrator(self, net, features, y, weights, valid):
-        """The network's calibration, fitted on its held-out rows, or None."""
-        if net.calibration is None:
-            return None
-        with _torch_threads(self.n_threads):
-            held_out = self._uncalibrated_log_proba(net, features[valid])
-        return CALIBRATORS[net.calibration]().fit(held_out, y[valid], weights[valid])
-
-    def _calibration_method(self, strategy):
-        """The calibrator's name in ``CALIBRATORS``, or None."""
-        method = self.calibration
-        if method is None and strategy.always_calibrate:
-            method = "temperature"
-        if method == "auto":
-            method = "platt" if len(self.classes_) == 2 else "temperature"
-        return method
-
-    def _keep_interrupted_training(self):
-        """Keep what a Ctrl-C left of training, with a warning.
-
-        A network is kept once it has completed an epoch; with none kept,
-        the KeyboardInterrupt is raised again.
-        """
-        if not self.nets_:
-            raise KeyboardInterrupt
-        net = self.nets_[-1]
-        if net.interrupted_:
-            stopper = dict(net.callbacks_).get("early_stopping")
-            kept = (
-                f"the weights of its best epoch so far, epoch {stopper.best_epoch_}"
-                if stopper
-                else "the weights reached when it was interrupted"
-            )
-            what = (
-                f"after {len(net.history)} complete epoch(s) of max_epochs="
-                f"{self.max_epochs}; the model keeps {kept}"
-            )
-        else:
-            what = f"in the first epoch of network {len(self.nets_) + 1}"
-        if self.n_networks_ > 1:
-            what += f", and {len(self.nets_)} of n_networks={self.n_networks_} networks"
-        warnings.warn(
-            f"Training was interrupted (KeyboardInterrupt) {what}.", UserWarning
-        )
-
-    def _knobs(self):
-        return {knob: getattr(self, knob) for knob in KNOBS}
-
-    def _strategy_entry(self):
-        return resolve_strategy(self.strategy_, **self._knobs())
-
-    def _resolve_strategy(self, y, features, seed):
-        """Set ``strategy_`` and ``strategy_reason_``, running the auto rule."""
-        if self.strategy != "auto":
-            self.strategy_ = self.strategy
-            self.strategy_reason_ = f"strategy={self.strategy!r} was given"
-            return
-        self.strategy_, self.strategy_reason_ = choose_strategy(
-            y,
-            calibrated_probabilities=self.calibrated_probabilities,
-            noisy_labels=self.noisy_labels,
-            X=features,
-            random_state=seed,
-        )
-
-    def _check_hyperparameters(self):
-        """Checks the declarative constraints cannot express."""
-        if not all(
-            isinstance(size, Integral) and size >= 1 for size in self.hidden_sizes
-        ):
-            raise ValueError(
-                "hidden_sizes must be a tuple of positive ints, got "
-                f"{self.hidden_sizes!r}."
-            )
-        if self.loss_weights is not None:
-            weights = np.asarray(self.loss_weights, dtype=float)
-            if weights.shape != (3,) or not np.all(np.isfinite(weights)):
-                raise ValueError(
-                    "loss_weights must be 3 finite numbers (w_main, w_aux, "
-                    f"w_consistency), got {self.loss_weights!r}."
-                )
-            if np.any(weights < 0) or weights[:2].sum() == 0:
-                raise ValueError(
-                    "loss_weights must be non-negative and give weight to at "
-                    f"least one head, got {self.loss_weights!r}."
-                )
-
-    def _validate_input(self, X, y=None, *, reset):
-        """Validate X (and y at fit time) the way scikit-learn does.
-
-        DataFrames go to the preprocessor as they are, after their column
-        names are checked; everything else is checked as a numeric matrix.
-        """
-        if reset and y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the "
-                "target y is None."
-            )
-        if isinstance(X, pd.DataFrame) and X.columns.duplicated().any():
-            duplicated = X.columns[X.columns.duplicated()].unique()
-            raise ValueError(
-                "X has duplicate column names: "
-                f"{', '.join(map(repr, duplicated))}; give every column a "
-                "unique name."
-            )
-        dtype = getattr(X, "dtype", None)
-        if isinstance(dtype, np.dtype) and dtype.kind == "c":
-            # check_array would say so too, but prints the whole array.
-            raise ValueError(
-                f"Complex data not supported: X has dtype {dtype}; pass the "
-                "real part or the magnitude (X.real or abs(X)) instead."
-            )
-        is_frame = isinstance(X, pd.DataFrame) and self.preprocessing is not None
-        if isinstance(X, pd.DataFrame) and not is_frame:
-            self._check_numeric_columns(X)
-        if is_frame:
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            if len(X) == 0:
-                raise ValueError(
-                    f"Found array with 0 sample(s) (shape={X.shape}) while a "
-                    "minimum of 1 is required."
-                )
-        else:
-            try:
-                X = validate_data(
-                    self,
-                    X,
-                    reset=reset,
-                    accept_sparse=True,
-                    dtype=[np.float64, np.float32],
-                    ensure_all_finite=(
-                        "allow-nan" if self.preprocessing is not None else True
-                    ),
-                )
-            except ValueError as exc:
-                if dtype != object:
-                    raise
-                raise ValueError(
-                    f"X is an object array that holds values other than "
-                    f"numbers ({exc}). Pass a pandas DataFrame instead: "
-                    "preprocessing='auto' encodes its string, object and "
-                    "category columns."
-                ) from exc
-            if sp.issparse(X):
-                X = X.toarray()
-        if y is None:
-            return X
-        y = column_or_1d(y, warn=True)
-        if len(y) != X.shape[0]:
-            raise ValueError(
-                f"X has {X.shape[0]} samples but y has {len(y)}; they must "
-                "have the same length."
-            )
-        if pd.isna(y).any():
-            raise ValueError(
-                "Input y contains NaN or None; remove or label those samples."
-            )
-        if y.dtype.kind == "f" and np.isinf(y).any():
-            raise ValueError("Input y contains infinity; class labels must be finite.")
-        check_classification_targets(y)
-        return X, y
-
-    def _check_numeric_columns(self, X):
-        """Name the DataFrame columns that ``preprocessing=None`` cannot take."""
-        bad = [
-            name
-            for name, dtype in X.dtypes.items()
-            if not pd.api.types.is_numeric_dtype(dtype)
-        ]
-        if bad:
-            raise ValueError(
-                f"Column(s) {', '.join(map(repr, bad))} of X are not numeric, "
-                "but preprocessing=None feeds X to the network as it is; use "
-                "preprocessing='auto', which encodes them, or convert them to "
-                "numbers."
-            )
-
-    def _encode_targets(self, y):
-        encoder = LabelEncoder()
-        encoded = encoder.fit_transform(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            (only,) = self.classes_.tolist()
-            raise ValueError(
-                f"The training data ({len(y)} sample(s)) contain 1 class; a "
-                "classifier needs samples of at least 2 classes, got only "
-                f"{only!r}."
-            )
-        return encoded.astype(np.int64)
-
-    def _sample_weights(self, X, y, sample_weight):
-        weights = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        if self.class_weight is not None:
-            weights = weights * compute_sample_weight(
-                self.class_weight, self.classes_[y]
-            )
-        weighted_classes = np.unique(y[weights > 0])
-        if len(weighted_classes) < 2:
-            raise ValueError(
-                "Only one class has positive sample_weight (times "
-                "class_weight); a classifier needs at least 2 classes with "
-                "weight."
-            )
-        return weights
-
-    def _tensor_datasets(self, tensors, weights, train, valid):
-        """The training and held-out datasets (None: no held-out rows).
-
-        Both index into the same feature and target ``tensors``, already on
-        the device; weights that are all one are dropped.
-        """
-        X, y = tensors
-        weights = (
-            None
-            if np.all(weights == 1)
-            else torch.from_numpy(weights.astype(np.float32)).to(self.device_)
-        )
-        return [
-            None
-            if rows is None
-            else TensorDataset(
-                X,
-                y,
-                weights,
-                rows=None
-                if isinstance(rows, slice)
-                else torch.from_numpy(rows).to(self.device_),
-            )
-            for rows in (train, valid)
-        ]
-
-    def _split(self, y, rng):
-        """Rows to train on and rows to validate on (None: no validation).
-
-        All rows are ``slice(None)``, which needs no index to train through.
-        """
+    def _held_out_rows(self, y, rng):
+        """One network's held-out rows, or None: too few rows, or no early stopping."""
         if not self.early_stopping:
-            return slice(None), None
+            return None
         n_classes = len(self.classes_)
         n_valid = int(np.ceil(self.validation_fraction * len(y)))
         if (
@@ -985,10 +481,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             or n_valid < n_classes
             or len(y) - n_valid < n_classes
         ):
-            return slice(None), None
-        return train_test_split(
+            return None
+        _, valid = train_test_split(
             np.arange(len(y)), test_size=n_valid, stratify=y, random_state=rng
         )
+        return np.sort(valid)
 
     def _make_preprocessor(self):
         if self.preprocessing is None:
@@ -997,153 +494,111 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             return TabularPreprocessor()
         return clone(self.preprocessing)
 
-    @staticmethod
-    def _as_float32(X):
-        if sp.issparse(X):
-            X = X.toarray()
-        # Values beyond the float32 range become inf, reported just below.
-        with np.errstate(over="ignore"):
-            features = np.ascontiguousarray(X, dtype=np.float32)
-        # A float64 sum of float32 values cannot overflow, so it is finite
-        # exactly when every value is; unlike np.isfinite(features) it
-        # allocates no mask as large as the data.
-        if not np.isfinite(features.sum(dtype=np.float64)):
-            raise ValueError(
-                "The input to the network contains NaN or values too large "
-                "for float32 (beyond 3.4e38); use preprocessing='auto', which "
-                "imputes and rescales them, or rescale the data."
+    def _resolve_strategy(self, y, features, seed):
+        """Set ``strategy_`` and ``strategy_reason_``; return the resolved entry."""
+        if self.strategy == "auto":
+            self.strategy_, self.strategy_reason_ = choose_strategy(
+                y,
+                calibrated_probabilities=self.calibrated_probabilities,
+                noisy_labels=self.noisy_labels,
+                X=features,
+                random_state=seed,
             )
-        return features
+        else:
+            self.strategy_ = self.strategy
+            self.strategy_reason_ = f"strategy={self.strategy!r} was given"
+        knobs = {knob: getattr(self, knob) for knob in KNOBS}
+        return resolve_strategy(self.strategy_, loss_weights=self.loss_weights, **knobs)
 
-    def _make_net(self, features, n_train, valid_dataset, class_counts, calibration):
-        preprocessor = self.preprocessor_
-        cardinalities = tuple(getattr(preprocessor, "category_cardinalities_", ()))
-        n_continuous = features.shape[1] - len(cardinalities)
-        # About eight steps per epoch on small tables, 256 rows on large ones.
-        batch_size = (
-            min(256, max(16, n_train // 8))
-            if self.batch_size == "auto"
-            else self.batch_size
-        )
-        loss = build_loss(
-            self.strategy_,
-            loss_weights=self.loss_weights,
-            class_counts=class_counts,
-            **self._knobs(),
-        )
-        callbacks = []
-        if self.max_grad_norm is not None:
-            callbacks.append(
-                ("gradient_clipping", GradientNormClipping(self.max_grad_norm))
-            )
-        if valid_dataset is not None:
-            callbacks.append(
-                (
-                    "early_stopping",
-                    BestEpochEarlyStopping(
-                        monitor="valid_log_loss",
-                        patience=self.n_iter_no_change,
-                        threshold=self.tol,
-                        threshold_mode="abs",
-                        load_best=True,
-                    ),
-                )
-            )
-        if self.verbose >= 2:
-            callbacks.append(("progress_bar", EpochProgressBar()))
-        net_class, device, accelerated = DualHeadNet, self.device_, {}
-        if self.accelerator is not None:
-            n_processes = self.accelerator.num_processes
-            if n_train < n_processes:
-                raise ValueError(
-                    f"{n_train} training rows cannot be shared among "
-                    f"{n_processes} processes; train on fewer processes."
-                )
-            # skorch leaves device placement to the accelerator with device=None.
-            net_class, device = AcceleratedDualHeadNet, None
-            accelerated = {
-                "accelerator": self.accelerator,
-                "iterator_train__num_processes": n_processes,
-                "iterator_train__process_index": self.accelerator.process_index,
-                # Only the main process prints the table; skorch silences a
-                # sink that is print itself when verbose=0.
-                "callbacks__print_log__sink": (
-                    self.accelerator.print if self.verbose == 1 else print
-                ),
-            }
-        return net_class(
-            module=DualHeadNetwork,
-            module__n_continuous=n_continuous,
-            module__n_classes=len(self.classes_),
-            module__hidden_sizes=tuple(self.hidden_sizes),
-            module__activation=self.activation,
-            module__dropout=self.dropout,
-            module__normalization=self.normalization,
-            module__category_cardinalities=cardinalities,
-            module__numerical_embedding=self.numerical_embedding,
-            criterion=DualHeadLoss,
-            criterion__main_loss=loss.main_loss,
-            criterion__aux_loss=loss.aux_loss,
-            criterion__weights=loss.weights,
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay,
-            optimizer__fused=fused_adamw_available(self.device_) or None,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=batch_size,
-            iterator_train=TensorBatches,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatches,
-            train_split=predefined_split(valid_dataset) if valid_dataset is not None else None,
-            callbacks=callbacks,
+    def _training_config(self, entry, alpha, features, valid_rows):
+        """What the engine trains with, resolved from the parameters once."""
+        cardinalities = tuple(getattr(self.preprocessor_, "category_cardinalities_", ()))
+        held_out = valid_rows[0] is not None
+        n_train = len(features) - (len(valid_rows[0]) if held_out else 0)
+        calibration = self.calibration
+        if calibration is None and entry.always_calibrate:
+            calibration = "temperature"
+        if calibration == "auto":
+            calibration = "platt" if len(self.classes_) == 2 else "temperature"
+        return TrainingConfig(
+            network={
+                "n_continuous": features.shape[1] - len(cardinalities),
+                "n_classes": len(self.classes_),
+                "hidden_sizes": tuple(self.hidden_sizes),
+                "activation": self.activation,
+                "dropout": self.dropout,
+                "normalization": self.normalization,
+                "category_cardinalities": cardinalities,
+                "numerical_embedding": self.numerical_embedding,
+            },
+            strategy=entry,
+            class_weights=alpha,
+            # Calibrating needs held-out rows: calibrating on the rows the
+            # networks were trained on would fit their over-fitting, not undo it.
+            calibration=calibration if held_out else None,
             predict_head=self.predict_head,
-            prior_correction=(
-                None if self.prior_correction_ is None else tuple(self.prior_correction_)
+            prior_correction=self.prior_correction_,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            max_epochs=self.max_epochs,
+            # About eight steps per epoch on small tables, 256 rows on large ones.
+            batch_size=(
+                min(256, max(16, n_train // 8))
+                if self.batch_size == "auto"
+                else self.batch_size
             ),
-            calibration=calibration,
-            adversarial_epsilon=self._strategy_entry().adversarial_epsilon,
-            device=device,
-            # skorch's per-epoch table is the verbose=1 output only.
-            verbose=int(self.verbose == 1),
-            **accelerated,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            device=self.device_,
+            accelerator=self.accelerator,
+            n_threads=self.n_threads,
+            verbose=self.verbose,
         )
 
     # ---------------------------------------------------------- persistence
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state["_sk_dualhead_version"] = _package_version()
+        # A copy: object.__getstate__ returns the instance's own __dict__.
+        state = dict(super().__getstate__())
+        state["_sk_dualhead_version"] = __version__
+        if "network_" in state:
+            # Saved from the CPU, so that a model trained on a GPU loads
+            # where there is none.
+            state["network_"] = network_state(state["network_"])
         return state
 
     def __setstate__(self, state):
         saved = state.pop("_sk_dualhead_version", "unknown")
-        if saved != _package_version():
+        if saved != __version__:
             warnings.warn(
                 f"This {type(self).__name__} was saved with sk_dualhead "
-                f"version {saved} and is loaded with version "
-                f"{_package_version()}; it may predict differently or fail. "
-                "Refit it with this version, or load it with the version it "
-                "was saved with.",
+                f"version {saved} and is loaded with version {__version__}; "
+                "it may predict differently or fail. Refit it with this "
+                "version, or load it with the version it was saved with.",
                 UserWarning,
             )
+        if "network_" in state:
+            device = state["device_"]
+            if not device_available(device):
+                warnings.warn(
+                    f"This {type(self).__name__} was trained on {device!r}, "
+                    "which this machine does not have; it is loaded on the CPU.",
+                    UserWarning,
+                )
+                state["device_"] = device = "cpu"
+            state["network_"] = load_network(state["network_"], device)
         super().__setstate__(state)
 
     # -------------------------------------------------------------- predict
 
-    def _uncalibrated_log_proba(self, net, features):
-        """A network's log-probabilities, prior-corrected, not calibrated."""
-        logits = net.predict_logits(features, heads=PREDICT_HEADS[self.predict_head])
-        return net.predicted_log_proba(*logits).numpy()
-
     def _log_proba(self, X):
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = validate_input(self, X, reset=False)
         if self.preprocessor_ is not None:
             X = self.preprocessor_.transform(X)
-        features = torch.from_numpy(self._as_float32(X))
-        n_inputs = self.net_.module__n_continuous + len(
-            self.net_.module__category_cardinalities
-        )
+        features = torch.from_numpy(as_float32(X))
+        n_inputs = self.network_.n_continuous + len(self.network_.embeddings)
         if features.shape[1] != n_inputs:
             # Only a custom preprocessing can change width after fit.
             raise ValueError(
@@ -1151,13 +606,14 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 f"but the network was fitted on {n_inputs}; the preprocessing "
                 "must give as many columns in transform as it did in fit."
             )
-        log_probas = []
-        with _torch_threads(self.n_threads):
-            for net, calibrator in zip(self.nets_, self.calibrators_):
-                log_proba = self._uncalibrated_log_proba(net, features)
-                if calibrator is not None:
-                    log_proba = calibrator.transform(log_proba)
-                log_probas.append(log_proba)
+        with torch_threads(self.n_threads):
+            log_probas = member_log_proba(
+                self.network_,
+                self.members_,
+                features,
+                predict_head=self.predict_head,
+                prior_correction=self.prior_correction_,
+            )
         # The networks' probabilities are averaged, not their logits: the
         # average of calibrated probabilities is no more over-confident than
         # its parts. For one network this is its own log_proba, bit for bit
@@ -1168,13 +624,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         # to log(predict_proba).
         return np.maximum(log_proba, np.log(np.finfo(np.float64).tiny))
 
+    @Substitution(X=X_PREDICT)
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Input data.
+        {X}
 
         Returns
         -------
@@ -1183,13 +639,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         """
         return self._log_proba(X)
 
+    @Substitution(X=X_PREDICT)
     def predict_proba(self, X):
-        """Class probabilities.
+        """Class probabilities, averaged over the networks.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Input data.
+        {X}
 
         Returns
         -------
@@ -1200,13 +656,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         proba = np.exp(self._log_proba(X))
         return proba / proba.sum(axis=1, keepdims=True)
 
+    @Substitution(X=X_PREDICT)
     def decision_function(self, X):
         """Confidence scores: log-odds for two classes, log-probabilities else.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Input data.
+        {X}
 
         Returns
         -------
@@ -1219,13 +675,13 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             return log_proba[:, 1] - log_proba[:, 0]
         return log_proba
 
+    @Substitution(X=X_PREDICT)
     def predict(self, X):
         """Most probable class of each sample.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Input data.
+        {X}
 
         Returns
         -------

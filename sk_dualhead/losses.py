@@ -11,14 +11,19 @@ a sample of weight 2 counts like two copies of it.
 This module knows nothing of scikit-learn or skorch.
 """
 
-import inspect
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._docstring import LOSS_INPUTS, LOSS_WEIGHTS, Substitution
+
 __all__ = [
+    "FocalLoss",
+    "SmoothedCrossEntropy",
+    "GeneralizedCrossEntropy",
     "focal_loss",
     "adaptive_gamma",
     "class_balanced_alpha",
@@ -47,9 +52,9 @@ def _weigh_classes(per_sample, alpha, target):
     """Multiply each sample's loss by its class weight ``alpha[target]``."""
     if alpha is None:
         return per_sample
-    # alpha stays on the CPU in the loss's parameters, so that a model
-    # trained on a GPU unpickles where there is none; the copy is a few bytes.
-    return per_sample * alpha.to(per_sample.device)[target]
+    # alpha stays on the CPU, in float64, so that a model trained on a GPU
+    # unpickles where there is none; the copy is a few bytes.
+    return per_sample * alpha.to(per_sample.device, per_sample.dtype)[target]
 
 
 def _smoothed_targets(target, n_classes, label_smoothing, dtype):
@@ -79,6 +84,7 @@ def _focal_factors(logits, log_p, target, gamma):
     return one_minus_p, gamma, one_minus_p.clamp_min(0.0).pow(gamma)
 
 
+@Substitution(loss_inputs=LOSS_INPUTS, loss_weights=LOSS_WEIGHTS)
 def focal_loss(
     logits,
     target,
@@ -102,28 +108,15 @@ def focal_loss(
 
     Parameters
     ----------
-    logits : torch.Tensor of shape (n_samples, n_classes)
-        Unnormalised scores.
-    target : torch.LongTensor of shape (n_samples,)
-        Class indices in ``[0, n_classes)``.
+    {loss_inputs}
     gamma : float, torch.Tensor or "adaptive", default=2.0
         Focusing parameter; larger values down-weight well-classified samples.
         A tensor of shape ``(n_samples,)`` gives each sample its own gamma;
         ``"adaptive"`` uses :func:`adaptive_gamma` (FLSD-53).
-    alpha : torch.Tensor of shape (n_classes,), default=None
-        Per-class weights, applied by the sample's true class.
     label_smoothing : float, default=0.0
         Mass in ``[0, 1)`` moved from the true class to the uniform
         distribution before the loss is taken.
-    sample_weight : torch.Tensor of shape (n_samples,), default=None
-        Per-sample weights.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        How to combine the per-sample losses.
-
-    Returns
-    -------
-    loss : torch.Tensor
-        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+    {loss_weights}
 
     Examples
     --------
@@ -225,6 +218,7 @@ def class_balanced_alpha(class_counts, beta=0.999):
     return alpha / alpha.mean()
 
 
+@Substitution(loss_inputs=LOSS_INPUTS, loss_weights=LOSS_WEIGHTS)
 def smoothed_cross_entropy(
     logits,
     target,
@@ -247,25 +241,12 @@ def smoothed_cross_entropy(
 
     Parameters
     ----------
-    logits : torch.Tensor of shape (n_samples, n_classes)
-        Unnormalised scores.
-    target : torch.LongTensor of shape (n_samples,)
-        Class indices.
+    {loss_inputs}
     label_smoothing : float, default=0.0
         :math:`\varepsilon` in ``[0, 1)``.
-    alpha : torch.Tensor of shape (n_classes,), default=None
-        Per-class weights, applied by the sample's true class.
     confidence_penalty : float, default=0.0
         :math:`\beta`, weight of the entropy subtracted from the loss.
-    sample_weight : torch.Tensor of shape (n_samples,), default=None
-        Per-sample weights.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        How to combine the per-sample losses.
-
-    Returns
-    -------
-    loss : torch.Tensor
-        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+    {loss_weights}
 
     Examples
     --------
@@ -286,6 +267,7 @@ def smoothed_cross_entropy(
     return _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, reduction)
 
 
+@Substitution(loss_inputs=LOSS_INPUTS, loss_weights=LOSS_WEIGHTS)
 def generalized_cross_entropy(
     logits,
     target,
@@ -305,23 +287,10 @@ def generalized_cross_entropy(
 
     Parameters
     ----------
-    logits : torch.Tensor of shape (n_samples, n_classes)
-        Unnormalised scores.
-    target : torch.LongTensor of shape (n_samples,)
-        Class indices.
+    {loss_inputs}
     q : float, default=0.7
         Exponent in ``(0, 1]``.
-    alpha : torch.Tensor of shape (n_classes,), default=None
-        Per-class weights, applied by the sample's true class.
-    sample_weight : torch.Tensor of shape (n_samples,), default=None
-        Per-sample weights.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        How to combine the per-sample losses.
-
-    Returns
-    -------
-    loss : torch.Tensor
-        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+    {loss_weights}
 
     Examples
     --------
@@ -386,20 +355,57 @@ def kl_consistency(
     return _reduce(per_sample, sample_weight, reduction)
 
 
-# Closed forms of the losses, for DualHeadLoss's fused path. Autograd through
-# the compositions above costs some forty small operations per step, each
-# with its own dispatch and graph overhead, more than the network's own
-# backward on small batches; these give each loss and its gradient with
-# respect to the logits in a few vectorised operations and no graph.
-# Each takes the logits, their log-softmax, the targets, the targets one-hot
-# and the loss's own parameters (less ``alpha``, ``sample_weight`` and
-# ``reduction``), and returns the per-sample loss and its gradient, before
-# class and sample weights. The public functions stay the reference: the
-# tests hold the two equal, values and gradients.
+# Loss objects. Each carries its parameters, its value through the public
+# function above (the reference, differentiated by autograd) and its closed
+# form: the per-sample loss and its gradient with respect to the logits in a
+# few vectorised operations and no graph. Autograd through the functions
+# costs some forty small operations per step, more than a small network's own
+# backward; :class:`DualHeadLoss` takes the closed forms when both heads have
+# one. The tests hold the two equal, values and gradients.
 
 
-def _focal_closed_form(logits, log_p, target, one_hot, *, gamma, label_smoothing):
-    r"""Per-sample :func:`focal_loss` and its gradient.
+@dataclass(frozen=True)
+class _Loss:
+    """A loss of one head: parameters, reference value and closed form."""
+
+    def __call__(
+        self, logits, target, *, alpha=None, sample_weight=None, reduction="mean"
+    ):
+        """The loss through its public function; see there for the arguments."""
+        params = {f.name: getattr(self, f.name) for f in fields(self)}
+        return self.function(
+            logits,
+            target,
+            alpha=alpha,
+            sample_weight=sample_weight,
+            reduction=reduction,
+            **params,
+        )
+
+    def loss_gradient(self, logits, log_p, target, one_hot):
+        """Per-sample loss and its gradient with respect to the logits.
+
+        Parameters
+        ----------
+        logits, log_p : torch.Tensor of shape (n_samples, n_classes)
+            The logits and their log-softmax.
+        target : torch.LongTensor of shape (n_samples,)
+            Class indices.
+        one_hot : torch.Tensor of shape (n_samples, n_classes)
+            The targets one-hot, in the logits' dtype.
+
+        Returns
+        -------
+        loss : torch.Tensor of shape (n_samples,)
+        gradient : torch.Tensor of shape (n_samples, n_classes)
+            Both before class and sample weights.
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FocalLoss(_Loss):
+    r""":func:`focal_loss` as an object, with its closed form.
 
     With :math:`f_k = -(1 - p_k)^{\gamma} \log p_k` and the target
     distribution :math:`q` (one-hot without smoothing),
@@ -411,52 +417,92 @@ def _focal_closed_form(logits, log_p, target, one_hot, *, gamma, label_smoothing
 
     so that ``gamma=0`` gives the cross-entropy's :math:`p_j - q_j`. Gamma is
     a constant (``"adaptive"`` computes it without gradient).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import FocalLoss
+    >>> FocalLoss(gamma=2.0)(torch.tensor([[2.0, 0.0]]), torch.tensor([1]))
+    tensor(1.6501)
     """
-    one_minus_p, gamma, modulating = _focal_factors(logits, log_p, target, gamma)
-    q = _smooth(one_hot, label_smoothing) if label_smoothing else one_hot
-    q_modulating = q * modulating
-    per_sample = -(q_modulating * log_p).sum(dim=1)
-    # (1 - p)^(gamma - 1) log p as (1 - p)^gamma log p / (1 - p), which has
-    # no inf * 0 for gamma < 1 as p -> 1. log p / (1 - p) tends to -1 there;
-    # the floor on the divisor keeps it finite (in [-1, 0]) where 1 - p
-    # rounds to 0, and its value then does not matter: it is multiplied by
-    # (1 - p)^gamma = 0, or by gamma = 0.
-    ratio = log_p / one_minus_p.clamp_min(torch.finfo(log_p.dtype).tiny)
-    p = log_p.exp()
-    q_g = q_modulating * (gamma * p * ratio - 1.0)
-    return per_sample, q_g - p * q_g.sum(dim=1, keepdim=True)
+
+    gamma: object = 2.0
+    label_smoothing: float = 0.0
+    function = staticmethod(focal_loss)
+
+    def loss_gradient(self, logits, log_p, target, one_hot):
+        one_minus_p, gamma, modulating = _focal_factors(
+            logits, log_p, target, self.gamma
+        )
+        q = _smooth(one_hot, self.label_smoothing) if self.label_smoothing else one_hot
+        q_modulating = q * modulating
+        per_sample = -(q_modulating * log_p).sum(dim=1)
+        # (1 - p)^(gamma - 1) log p as (1 - p)^gamma log p / (1 - p), which
+        # has no inf * 0 for gamma < 1 as p -> 1. log p / (1 - p) tends to -1
+        # there; the floor on the divisor keeps it finite (in [-1, 0]) where
+        # 1 - p rounds to 0, and its value then does not matter: it is
+        # multiplied by (1 - p)^gamma = 0, or by gamma = 0.
+        ratio = log_p / one_minus_p.clamp_min(torch.finfo(log_p.dtype).tiny)
+        p = log_p.exp()
+        q_g = q_modulating * (gamma * p * ratio - 1.0)
+        return per_sample, q_g - p * q_g.sum(dim=1, keepdim=True)
 
 
-def _smoothed_cross_entropy_closed_form(
-    logits, log_p, target, one_hot, *, label_smoothing, confidence_penalty
-):
-    r"""Per-sample :func:`smoothed_cross_entropy` and its gradient.
+@dataclass(frozen=True)
+class SmoothedCrossEntropy(_Loss):
+    r""":func:`smoothed_cross_entropy` as an object, with its closed form.
 
     .. math:: \frac{\partial \ell}{\partial z_j} = p_j - q_j
         + \beta p_j (\log p_j + H(p))
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import SmoothedCrossEntropy
+    >>> SmoothedCrossEntropy(0.1)(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
+    tensor(0.2269)
     """
-    p = log_p.exp()
-    q = _smooth(one_hot, label_smoothing) if label_smoothing else one_hot
-    per_sample = -(q * log_p).sum(dim=1)
-    grad = p - q
-    if confidence_penalty:
-        # As in the reference, p log p is 0 where p underflows, never 0 * -inf.
-        p_log_p = p * log_p
-        entropy = -p_log_p.sum(dim=1, keepdim=True)
-        per_sample = per_sample - confidence_penalty * entropy.squeeze(1)
-        grad = grad + confidence_penalty * (p_log_p + p * entropy)
-    return per_sample, grad
+
+    label_smoothing: float = 0.0
+    confidence_penalty: float = 0.0
+    function = staticmethod(smoothed_cross_entropy)
+
+    def loss_gradient(self, logits, log_p, target, one_hot):
+        p = log_p.exp()
+        q = _smooth(one_hot, self.label_smoothing) if self.label_smoothing else one_hot
+        per_sample = -(q * log_p).sum(dim=1)
+        grad = p - q
+        if self.confidence_penalty:
+            # As in the reference, p log p is 0 where p underflows, never 0 * -inf.
+            p_log_p = p * log_p
+            entropy = -p_log_p.sum(dim=1, keepdim=True)
+            per_sample = per_sample - self.confidence_penalty * entropy.squeeze(1)
+            grad = grad + self.confidence_penalty * (p_log_p + p * entropy)
+        return per_sample, grad
 
 
-def _generalized_cross_entropy_closed_form(logits, log_p, target, one_hot, *, q):
-    r"""Per-sample :func:`generalized_cross_entropy` and its gradient.
+@dataclass(frozen=True)
+class GeneralizedCrossEntropy(_Loss):
+    r""":func:`generalized_cross_entropy` as an object, with its closed form.
 
     .. math:: \frac{\partial \ell}{\partial z_j}
         = p_y^{\,q} \, (p_j - \mathbb{1}[j = y])
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_dualhead.losses import GeneralizedCrossEntropy
+    >>> GeneralizedCrossEntropy(q=1.0)(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
+    tensor(0.5000)
     """
-    q_log_p_true = q * log_p.gather(1, target.unsqueeze(1))
-    per_sample = -torch.expm1(q_log_p_true).squeeze(1) / q
-    return per_sample, q_log_p_true.exp() * (log_p.exp() - one_hot)
+
+    q: float = 0.7
+    function = staticmethod(generalized_cross_entropy)
+
+    def loss_gradient(self, logits, log_p, target, one_hot):
+        q_log_p_true = self.q * log_p.gather(1, target.unsqueeze(1))
+        per_sample = -torch.expm1(q_log_p_true).squeeze(1) / self.q
+        return per_sample, q_log_p_true.exp() * (log_p.exp() - one_hot)
 
 
 def _kl_consistency_closed_form(student_log_p, teacher_log_p, temperature):
@@ -478,95 +524,51 @@ def _kl_consistency_closed_form(student_log_p, teacher_log_p, temperature):
     return per_sample, grad
 
 
-#: Loss function -> its closed form, for the losses DualHeadLoss can fuse.
-_CLOSED_FORMS = {
-    focal_loss: _focal_closed_form,
-    smoothed_cross_entropy: _smoothed_cross_entropy_closed_form,
-    generalized_cross_entropy: _generalized_cross_entropy_closed_form,
-}
+def _term_weights(target, sample_weight, alpha, like):
+    """Per-sample weights of the main, auxiliary and consistency terms, or None.
 
-#: Keyword defaults of those losses, read once: a partial sets only some.
-_DEFAULTS = {
-    loss: {
-        name: parameter.default
-        for name, parameter in inspect.signature(loss).parameters.items()
-        if parameter.kind is parameter.KEYWORD_ONLY
-    }
-    for loss in _CLOSED_FORMS
-}
-
-
-def _closed_form(loss):
-    """``(closed form, class weights, parameters)`` of a head's loss, or None.
-
-    Only a ``functools.partial`` of a loss of :data:`_CLOSED_FORMS` (as
-    :func:`~sk_dualhead.strategies.build_loss` makes) with the mean reduction
-    has one.
+    Both heads' terms weigh each sample by ``sample_weight * alpha[target]``,
+    the consistency term by ``sample_weight`` alone (each factor where
+    given); None when every sample counts alike.
     """
-    form = _CLOSED_FORMS.get(getattr(loss, "func", None))
-    if form is None or loss.args:
-        return None
-    params = {**_DEFAULTS[loss.func], **loss.keywords}
-    # DualHeadLoss passes the sample weights itself, over any bound here.
-    del params["sample_weight"]
-    if params.pop("reduction") != "mean":
-        return None
-    return form, params.pop("alpha"), params
-
-
-def _term_weights(target, sample_weight, alphas, like):
-    """Per-sample weights of each term, as the public losses apply them, or None.
-
-    Row k holds ``sample_weight * alphas[k][target]`` (each factor where
-    given), so that the mean of the weighted per-sample losses of term k is
-    the term; None when every sample counts alike.
-    """
-    if sample_weight is None and all(alpha is None for alpha in alphas):
+    if sample_weight is None and alpha is None:
         return None
     ones = torch.ones_like(like)
-    return torch.stack(
-        [
-            _reduce(_weigh_classes(ones, alpha, target), sample_weight, "none")
-            for alpha in alphas
-        ]
-    )
+    head = _reduce(_weigh_classes(ones, alpha, target), sample_weight, "none")
+    consistency = ones if sample_weight is None else sample_weight
+    return torch.stack([head, head, consistency])
 
 
 class _FusedDualHeadTerms(torch.autograd.Function):
-    """:class:`DualHeadLoss`'s four terms, with closed-form gradients.
+    """:class:`DualHeadLoss`'s terms, with closed-form gradients.
 
-    The forward computes the terms and the gradients of the main, auxiliary
-    and consistency terms with respect to the logits, without an autograd
-    graph; the backward scales them by the incoming gradient of each term,
-    so that any of the four (not only the total) can be differentiated, as
-    the adversarial strategy does with the main term. The three terms go
-    through the weighing and the mean together, stacked, since on small
-    batches the number of operations, not their size, sets the cost.
+    The logits come flattened to ``(n_members * n_samples, n_classes)``, the
+    members one after another. The forward computes each member's four
+    terms and the gradients of the main, auxiliary and consistency terms
+    with respect to the logits, without an autograd graph; the backward
+    scales them by the incoming gradient of each term, so that any term (not
+    only the total) can be differentiated, as the adversarial strategy does
+    with the main term. The three terms go through the weighing and the mean
+    together, stacked, since on small batches the number of operations, not
+    their size, sets the cost.
     """
 
     @staticmethod
     def forward(
-        ctx,
-        main_logits,
-        aux_logits,
-        target,
-        sample_weight,
-        weights,
-        temperature,
-        main_form,
-        aux_form,
+        ctx, main_logits, aux_logits, target, sample_weight, alpha, n_members, loss
     ):
-        (main_loss, main_alpha, main_params) = main_form
-        (aux_loss, aux_alpha, aux_params) = aux_form
         main_log_p = F.log_softmax(main_logits, dim=1)
         aux_log_p = F.log_softmax(aux_logits, dim=1)
         # Shared by both heads; scatter_ rather than F.one_hot, which checks
         # the targets' range at the cost of a reduction.
         one_hot = torch.zeros_like(main_log_p).scatter_(1, target.unsqueeze(1), 1.0)
-        main, grad_main = main_loss(
-            main_logits, main_log_p, target, one_hot, **main_params
+        main, grad_main = loss.main_loss.loss_gradient(
+            main_logits, main_log_p, target, one_hot
         )
-        aux, grad_aux = aux_loss(aux_logits, aux_log_p, target, one_hot, **aux_params)
+        aux, grad_aux = loss.aux_loss.loss_gradient(
+            aux_logits, aux_log_p, target, one_hot
+        )
+        temperature = loss.consistency_temperature
         if temperature != 1:
             # At T = 1 the heads' log-softmax serve as they are: z / 1 is z.
             aux_log_p = F.log_softmax(aux_logits / temperature, dim=1)
@@ -576,29 +578,23 @@ class _FusedDualHeadTerms(torch.autograd.Function):
         )
         per_sample = torch.stack([main, aux, consistency])
         grads = torch.stack([grad_main, grad_aux, grad_consistency])
-        weight = _term_weights(
-            target, sample_weight, (main_alpha, aux_alpha, None), like=main
-        )
+        weight = _term_weights(target, sample_weight, alpha, like=main)
         if weight is not None:
             per_sample = per_sample * weight
             grads = grads * weight.unsqueeze(2)
-        terms = per_sample.mean(dim=1)
-        # The terms are means over the samples: each sample's gradient counts 1/n.
-        ctx.save_for_backward(grads / per_sample.shape[1])
-        ctx.weights = weights
-        w_main, w_aux, w_consistency = weights
-        # w_main * main + w_aux * aux + w_consistency * consistency, each
-        # weight in add's alpha rather than in an operation of its own.
-        total = (terms[0] * w_main).add_(terms[1], alpha=w_aux)
-        total = total.add_(terms[2], alpha=w_consistency)
-        return torch.cat([total.unsqueeze(0), terms])
+        n_samples = per_sample.shape[1] // n_members
+        terms = per_sample.view(3, n_members, n_samples).mean(dim=2)
+        # Each term is a mean over its member's samples: each counts 1/n.
+        ctx.save_for_backward(grads.view(3, n_members, n_samples, -1) / n_samples)
+        ctx.weights = loss.weights
+        return torch.cat([_total(terms, loss.weights).unsqueeze(0), terms])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_terms):
         (grads,) = ctx.saved_tensors
         w_main, w_aux, w_consistency = ctx.weights
-        g_total, g_main, g_aux, g_consistency = grad_terms.unbind()
+        g_total, g_main, g_aux, g_consistency = grad_terms[:, :, None, None]
         # Each term reaches the logits directly and through the total.
         grad_main_logits = grads[0] * g_main.add(g_total, alpha=w_main)
         grad_aux_logits = torch.addcmul(
@@ -606,102 +602,182 @@ class _FusedDualHeadTerms(torch.autograd.Function):
             grads[2],
             g_consistency.add(g_total, alpha=w_consistency),
         )
-        return (grad_main_logits, grad_aux_logits) + (None,) * 6
+        n_classes = grads.shape[-1]
+        return (
+            grad_main_logits.view(-1, n_classes),
+            grad_aux_logits.view(-1, n_classes),
+        ) + (None,) * 5
+
+
+def _total(terms, weights):
+    """``w_main * main + w_aux * aux + w_consistency * consistency``.
+
+    Each weight in add's alpha rather than in an operation of its own.
+    """
+    w_main, w_aux, w_consistency = weights
+    total = (terms[0] * w_main).add_(terms[1], alpha=w_aux)
+    return total.add_(terms[2], alpha=w_consistency)
 
 
 class DualHeadLoss(nn.Module):
-    """The combined loss of the two heads.
+    """The combined loss of the two heads, for one network or several.
 
     ``total = w_main * main_loss(main) + w_aux * aux_loss(aux)
     + w_consistency * KL(main.detach() -> aux)``
 
-    It holds no parameters; being a :class:`torch.nn.Module` lets skorch
-    treat it as its criterion.
+    The logits may carry leading member dimensions, ``(..., n_samples,
+    n_classes)``: each member's terms are means over its own samples,
+    weighted by its own row of ``sample_weight``, and the result has one
+    column per member. The loss holds no parameters; being a
+    :class:`torch.nn.Module` lets skorch treat it as its criterion.
 
-    When both heads' losses are ``functools.partial`` objects of
-    :func:`focal_loss`, :func:`smoothed_cross_entropy` or
-    :func:`generalized_cross_entropy` (as
-    :func:`~sk_dualhead.strategies.build_loss` makes them) and a gradient is
-    wanted, the terms and their gradients come from closed forms in one
-    autograd node, several operations fewer per step than autograd through
-    the functions; other losses go through autograd. Both give the same
-    terms and gradients, to rounding.
+    When both heads' losses carry a closed form (``loss_gradient``, as the
+    loss objects of this module do) and a gradient is wanted, the terms and
+    their gradients come from the closed forms in one autograd node, several
+    operations fewer per step than autograd through the functions; other
+    losses go through autograd. Both give the same terms and gradients, to
+    rounding.
 
     Parameters
     ----------
     main_loss : callable
-        ``main_loss(logits, target, sample_weight=...)`` for the main head,
-        e.g. ``functools.partial(focal_loss, gamma=2.0)``.
+        ``main_loss(logits, target, alpha=..., sample_weight=...,
+        reduction=...)`` for the main head, e.g. ``FocalLoss(gamma=2.0)``.
     aux_loss : callable
         The same for the auxiliary head.
     weights : tuple of float
         ``(w_main, w_aux, w_consistency)``.
+    class_weights : torch.Tensor of shape (n_classes,), default=None
+        Weights of the classes in both heads' terms, by the sample's true
+        class (float64, moved to the logits' device and dtype when used).
     consistency_temperature : float, default=1.0
         Temperature of the KL consistency term.
 
     Examples
     --------
-    >>> from functools import partial
     >>> import torch
-    >>> from sk_dualhead.losses import (
-    ...     DualHeadLoss, focal_loss, smoothed_cross_entropy)
-    >>> loss = DualHeadLoss(partial(focal_loss, gamma=2.0),
-    ...                     partial(smoothed_cross_entropy, label_smoothing=0.15),
+    >>> from sk_dualhead.losses import DualHeadLoss, FocalLoss, SmoothedCrossEntropy
+    >>> loss = DualHeadLoss(FocalLoss(gamma=2.0), SmoothedCrossEntropy(0.15),
     ...                     weights=(0.7, 0.25, 0.05))
     >>> z = torch.zeros(4, 2)
     >>> terms = loss(z, z, torch.tensor([0, 1, 0, 1]))
     >>> [round(v, 4) for v in terms.tolist()]  # total, main, aux, consistency
     [0.2946, 0.1733, 0.6931, 0.0]
+    >>> loss(torch.zeros(3, 4, 2), torch.zeros(3, 4, 2), torch.tensor([0, 1, 0, 1])).shape
+    torch.Size([4, 3])
     """
 
     #: Names of the entries returned by :meth:`forward`, in order.
     term_names = ("loss", "main_loss", "aux_loss", "consistency_loss")
 
-    def __init__(self, main_loss, aux_loss, weights, consistency_temperature=1.0):
+    def __init__(
+        self,
+        main_loss,
+        aux_loss,
+        weights,
+        class_weights=None,
+        consistency_temperature=1.0,
+    ):
         super().__init__()
         self.main_loss = main_loss
         self.aux_loss = aux_loss
         self.weights = tuple(weights)
+        self.class_weights = class_weights
         self.consistency_temperature = consistency_temperature
 
     def forward(self, main_logits, aux_logits, target, sample_weight=None):
-        """Return ``tensor([total, main, aux, consistency])``."""
-        forms = self._closed_forms(main_logits, aux_logits, sample_weight)
-        if forms is not None:
-            return _FusedDualHeadTerms.apply(
-                main_logits,
-                aux_logits,
-                target,
-                sample_weight,
-                self.weights,
-                self.consistency_temperature,
-                *forms,
+        """Return ``tensor([total, main, aux, consistency])``, per member.
+
+        Parameters
+        ----------
+        main_logits, aux_logits : torch.Tensor of shape (..., n_samples, n_classes)
+            Both heads' logits; leading dimensions index members.
+        target : torch.LongTensor of shape (n_samples,)
+            Class indices, shared by the members.
+        sample_weight : torch.Tensor of shape (..., n_samples), default=None
+            Weights of the samples, per member or shared.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (4, ...)
+        """
+        members = main_logits.shape[:-2]
+        n_members = members.numel()
+        n_classes = main_logits.shape[-1]
+        main_flat = main_logits.reshape(-1, n_classes)
+        aux_flat = aux_logits.reshape(-1, n_classes)
+        target = target.repeat(n_members) if n_members > 1 else target
+        if sample_weight is not None:
+            sample_weight = sample_weight.expand(
+                *members, main_logits.shape[-2]
+            ).reshape(-1)
+        if self._fuses(main_logits, aux_logits, sample_weight):
+            terms = _FusedDualHeadTerms.apply(
+                main_flat, aux_flat, target, sample_weight, self.class_weights,
+                n_members, self,
             )
-        w_main, w_aux, w_consistency = self.weights
-        main = self.main_loss(main_logits, target, sample_weight=sample_weight)
-        aux = self.aux_loss(aux_logits, target, sample_weight=sample_weight)
-        consistency = kl_consistency(
-            aux_logits,
-            main_logits,
-            temperature=self.consistency_temperature,
-            sample_weight=sample_weight,
+        else:
+            terms = self._composed_terms(
+                main_flat, aux_flat, target, sample_weight, n_members
+            )
+        return terms.view(4, *members)
+
+    def _composed_terms(self, main_logits, aux_logits, target, sample_weight, n_members):
+        """The terms through autograd over the losses' public functions."""
+        alpha = self.class_weights
+        per_sample = torch.stack(
+            [
+                self.main_loss(
+                    main_logits, target, alpha=alpha, sample_weight=sample_weight,
+                    reduction="none",
+                ),
+                self.aux_loss(
+                    aux_logits, target, alpha=alpha, sample_weight=sample_weight,
+                    reduction="none",
+                ),
+                kl_consistency(
+                    aux_logits,
+                    main_logits,
+                    temperature=self.consistency_temperature,
+                    sample_weight=sample_weight,
+                    reduction="none",
+                ),
+            ]
         )
-        total = w_main * main + w_aux * aux + w_consistency * consistency
-        return torch.stack([total, main, aux, consistency])
+        terms = per_sample.view(3, n_members, -1).mean(dim=2)
+        return torch.cat([_total(terms, self.weights).unsqueeze(0), terms])
 
-    def _closed_forms(self, main_logits, aux_logits, sample_weight):
-        """Both heads' closed forms when the fused path applies, else None.
+    def main_term(self, main_logits, target, sample_weight=None):
+        """The main head's term alone, per member, differentiable."""
+        n_members = main_logits.shape[:-2].numel()
+        n_samples, n_classes = main_logits.shape[-2:]
+        target = target.repeat(n_members) if n_members > 1 else target
+        if sample_weight is not None:
+            sample_weight = sample_weight.expand(
+                *main_logits.shape[:-1]
+            ).reshape(-1)
+        per_sample = self.main_loss(
+            main_logits.reshape(-1, n_classes),
+            target,
+            alpha=self.class_weights,
+            sample_weight=sample_weight,
+            reduction="none",
+        )
+        return per_sample.view(main_logits.shape[:-1]).mean(dim=-1)
 
-        It applies when both losses have one (see :data:`_CLOSED_FORMS`) and
-        a gradient is wanted with respect to the logits alone. Without
-        gradient the composition is the cheaper: the closed forms' extra
-        work is the gradient itself.
+    def _fuses(self, main_logits, aux_logits, sample_weight):
+        """Whether the closed forms apply.
+
+        They do when both losses have one and a gradient is wanted with
+        respect to the logits alone. Without gradient the composition is the
+        cheaper: the closed forms' extra work is the gradient itself.
         """
         if not torch.is_grad_enabled() or not (
             main_logits.requires_grad or aux_logits.requires_grad
         ):
-            return None
+            return False
         if sample_weight is not None and sample_weight.requires_grad:
-            return None
-        forms = (_closed_form(self.main_loss), _closed_form(self.aux_loss))
-        return None if None in forms else forms
+            return False
+        return all(
+            hasattr(loss, "loss_gradient") for loss in (self.main_loss, self.aux_loss)
+        )

@@ -182,7 +182,7 @@ def plot_reliability(
     return display
 
 
-def plot_loss_curves(model, *, axes=None):
+def plot_loss_curves(model, *, member=0, axes=None):
     """Draw each loss term per epoch, on the training and validation data.
 
     One panel per term of the combined loss (total, main head, auxiliary
@@ -193,10 +193,14 @@ def plot_loss_curves(model, *, axes=None):
 
     Parameters
     ----------
-    model : DualHeadClassifier or skorch.History
-        A fitted classifier (its ``history_`` and ``best_epoch_`` are used)
-        or a skorch history with the keys ``train_loss``, ``train_main_loss``
-        and so on.
+    model : DualHeadClassifier, Member or list of dict
+        A fitted classifier (its network ``member`` is drawn), one of its
+        ``members_`` (its ``history`` and ``best_epoch``), or a history: one
+        dict per epoch with the keys ``epoch``, ``train_loss``,
+        ``train_main_loss`` and so on.
+
+    member : int, default=0
+        Which of a classifier's networks to draw.
 
     axes : array-like of matplotlib Axes, default=None
         One axes per panel (4, or 5 when validation data were held out); a
@@ -222,8 +226,11 @@ def plot_loss_curves(model, *, axes=None):
     """
     from matplotlib.ticker import FormatStrFormatter, FuncFormatter
 
-    history = getattr(model, "history_", model)
-    epochs = history[:, "epoch"]
+    if hasattr(model, "members_"):
+        model = model.members_[member]
+    history = getattr(model, "history", model)
+    best_epoch = getattr(model, "best_epoch", None)
+    epochs = [row["epoch"] for row in history]
     has_valid = "valid_loss" in history[-1]
     n_panels = len(LOSS_TERMS) + has_valid
     if axes is None:
@@ -233,16 +240,17 @@ def plot_loss_curves(model, *, axes=None):
     axes = np.ravel(axes)
     if len(axes) != n_panels:
         raise ValueError(f"Expected {n_panels} axes for this history, got {len(axes)}.")
-    best_epoch = getattr(model, "best_epoch_", None)
     panels = [(f"{{}}_{key}", title) for key, title in LOSS_TERMS.items()]
     if has_valid:
         panels.append(("{}_log_loss", "validation log loss"))
     for ax, (key, title) in zip(axes, panels):
         values = []
         for split, color in (("train", "C0"), ("valid", "C1")):
-            if key.format(split) in history[-1]:
-                values += history[:, key.format(split)]
-                ax.plot(epochs, history[:, key.format(split)], color=color, label=split)
+            name = key.format(split)
+            if name in history[-1]:
+                curve = [row[name] for row in history]
+                values += curve
+                ax.plot(epochs, curve, color=color, label=split)
         # Losses fall fast and then flatten; a log scale keeps the late
         # epochs, where early stopping decides, readable.
         if min(values) > 0:

@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 
 from sk_dualhead import DualHeadClassifier
-from sk_dualhead._engine import AcceleratedDualHeadNet, TensorBatches, TensorDataset
+from sk_dualhead._engine import TensorBatches, TensorDataset
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -83,19 +83,19 @@ def test_tensor_batches_one_process_is_the_whole_order():
 
 def test_accelerated_fit_predicts_and_records_each_term(fitted, binary):
     X, y = binary
-    assert isinstance(fitted.net_, AcceleratedDualHeadNet)
     # Unwrapped after training: a plain module, on the accelerator's device.
-    assert type(fitted.net_.module_).__name__ == "DualHeadNetwork"
+    assert type(fitted.network_).__name__ == "PackedDualHeadNetwork"
     assert fitted.device_ == "cpu"
     proba = fitted.predict_proba(X)
     assert proba.shape == (len(y), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert fitted.score(X, y) > 0.8
-    for row in fitted.history_:
+    (member,) = fitted.members_
+    for row in member.history:
         for prefix in ("train", "valid"):
             for term in ("loss", "main_loss", "aux_loss", "consistency_loss"):
                 assert np.isfinite(row[f"{prefix}_{term}"])
-    assert fitted.calibrator_ is not None
+    assert member.calibrator is not None
 
 
 def test_one_process_matches_the_plain_fit(fitted, binary):
@@ -105,19 +105,18 @@ def test_one_process_matches_the_plain_fit(fitted, binary):
     X, y = binary
     plain = DualHeadClassifier(**SETTINGS).fit(X, y)
     np.testing.assert_array_equal(fitted.predict_proba(X), plain.predict_proba(X))
-    assert fitted.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
-    assert fitted.history_[:, "valid_log_loss"] == plain.history_[:, "valid_log_loss"]
+    strip = [{k: v for k, v in row.items() if k != "dur"} for row in fitted.members_[0].history]
+    assert strip == [
+        {k: v for k, v in row.items() if k != "dur"} for row in plain.members_[0].history
+    ]
 
 
-def test_several_networks_under_one_accelerator_match_the_plain_fit(
-    accelerator, binary
-):
-    # Each network's net prepares itself with the same accelerator in turn.
+def test_packed_networks_under_an_accelerator_match_the_plain_fit(accelerator, binary):
     X, y = binary
-    settings = {**SETTINGS, "n_networks": 2, "max_epochs": 5}
+    settings = {**SETTINGS, "n_networks": 3, "max_epochs": 5}
     accelerated = DualHeadClassifier(accelerator=accelerator, **settings).fit(X, y)
     plain = DualHeadClassifier(**settings).fit(X, y)
-    assert all(isinstance(net, AcceleratedDualHeadNet) for net in accelerated.nets_)
+    assert len(accelerated.members_) == 3
     np.testing.assert_array_equal(
         accelerated.predict_proba(X), plain.predict_proba(X)
     )
@@ -168,9 +167,10 @@ def _train_in_each_process(out_dir):
     result = {
         "num_processes": acc.num_processes,
         "history": [
-            {k: v for k, v in row.items() if k != "dur"} for row in clf.history_
+            {k: v for k, v in row.items() if k != "dur"}
+            for row in clf.members_[0].history
         ],
-        "best_epoch": clf.best_epoch_,
+        "best_epoch": clf.members_[0].best_epoch,
         "proba": clf.predict_proba(X),
         "score": clf.score(X, y),
         "model": pickle.dumps(clf),

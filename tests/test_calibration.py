@@ -1,15 +1,14 @@
 """Post-hoc calibration: the calibrators alone and inside the estimator."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import fast_classifier
 from scipy.special import log_softmax, softmax
 
-from sk_dualhead import DualHeadClassifier
 from sk_dualhead.calibration import PlattScaling, TemperatureScaling
-
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 
 
 def _draw(proba, rng):
@@ -83,15 +82,17 @@ def test_calibration_never_raises_held_out_log_loss():
 @pytest.mark.parametrize("calibration", ["temperature", "platt"])
 def test_estimator_applies_its_calibrator(binary, calibration):
     X, y = binary
-    clf = DualHeadClassifier(calibration=calibration, **FAST).fit(X, y)
-    assert type(clf.calibrator_).__name__.lower().startswith(calibration[:4])
-    assert DualHeadClassifier(calibration=None, **FAST).fit(X, y).calibrator_ is None
+    clf = fast_classifier(calibration=calibration).fit(X, y)
+    (calibrator,) = (member.calibrator for member in clf.members_)
+    assert type(calibrator).__name__.lower().startswith(calibration[:4])
+    (member,) = fast_classifier(calibration=None).fit(X, y).members_
+    assert member.calibrator is None
     # The same network without its calibrator: calibration is the only
     # difference (refitting with calibration=None could stop at another epoch,
     # since early stopping scores the calibrated probabilities).
     raw = copy.deepcopy(clf)
-    raw.calibrators_ = [None]
-    expected = clf.calibrator_.transform(raw.predict_log_proba(X))
+    raw.members_ = [replace(clf.members_[0], calibrator=None)]
+    expected = calibrator.transform(raw.predict_log_proba(X))
     np.testing.assert_allclose(clf.predict_log_proba(X), expected, rtol=1e-10)
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -104,64 +105,67 @@ def test_estimator_applies_its_calibrator(binary, calibration):
 
 def test_temperature_calibrates_three_classes(three_class):
     X, y = three_class
-    clf = DualHeadClassifier(**FAST).fit(X, y)
-    assert clf.calibrator_.temperature_ > 0
+    clf = fast_classifier().fit(X, y)
+    assert clf.members_[0].calibrator.temperature_ > 0
     assert clf.predict_proba(X).shape == (300, 3)
 
 
 def test_platt_with_three_classes_is_refused_before_training(three_class):
     X, y = three_class
-    clf = DualHeadClassifier(calibration="platt", **FAST)
+    clf = fast_classifier(calibration="platt")
     with pytest.raises(ValueError, match="platt"):
         clf.fit(X, y)
-    assert not hasattr(clf, "net_")
+    assert not hasattr(clf, "network_")
 
 
 def test_no_held_out_split_means_no_calibration(binary):
     X, y = binary
-    clf = DualHeadClassifier(early_stopping=False, **FAST).fit(X, y)
-    assert clf.calibrator_ is None
+    clf = fast_classifier(early_stopping=False, n_networks=2).fit(X, y)
+    assert [member.calibrator for member in clf.members_] == [None, None]
 
 
 def test_confidence_aware_always_calibrates(binary):
     X, y = binary
-    clf = DualHeadClassifier("confidence_aware", calibration=None, **FAST).fit(X, y)
-    assert isinstance(clf.calibrator_, TemperatureScaling)
+    clf = fast_classifier("confidence_aware", calibration=None).fit(X, y)
+    assert isinstance(clf.members_[0].calibrator, TemperatureScaling)
 
 
 def test_auto_calibration_is_platt_for_two_classes_temperature_else(
     binary, three_class
 ):
-    two = DualHeadClassifier(calibration="auto", **FAST).fit(*binary)
-    assert isinstance(two.calibrator_, PlattScaling)
-    three = DualHeadClassifier(calibration="auto", **FAST).fit(*three_class)
-    assert isinstance(three.calibrator_, TemperatureScaling)
-    assert isinstance(
-        DualHeadClassifier(**FAST).fit(*binary).calibrator_, TemperatureScaling
-    )
+    two = fast_classifier(calibration="auto").fit(*binary)
+    assert isinstance(two.members_[0].calibrator, PlattScaling)
+    three = fast_classifier(calibration="auto").fit(*three_class)
+    assert isinstance(three.members_[0].calibrator, TemperatureScaling)
+    default = fast_classifier().fit(*binary)
+    assert isinstance(default.members_[0].calibrator, TemperatureScaling)
 
 
 def test_fitted_calibrator_is_the_held_out_optimum(binary, monkeypatch):
-    # The calibrator is fitted on the early-stopping rows, not the training rows:
-    # captured at fit time, its log-likelihood there beats no calibration.
-    seen = {}
+    # Each member's calibrator is fitted on its own early-stopping rows, not on
+    # the rows it trained on, once per epoch; the one kept is that of the
+    # best epoch, whose log-likelihood there beats no calibration.
+    fits = []
     original = TemperatureScaling.fit
 
     def spy(self, logits, y, sample_weight=None):
-        seen["n_rows"] = len(y)
-        seen["logits"], seen["y"] = logits, y
+        fits.append((self, logits, y))
         return original(self, logits, y, sample_weight)
 
     monkeypatch.setattr(TemperatureScaling, "fit", spy)
     X, y = binary
-    clf = DualHeadClassifier(
-        calibration="temperature", validation_fraction=0.2, **FAST
-    ).fit(X, y)
-    assert seen["n_rows"] == 60
-    rows = np.arange(60)
-    before = -log_softmax(seen["logits"], axis=1)[rows, seen["y"]].mean()
-    after = -clf.calibrator_.transform(seen["logits"])[rows, seen["y"]].mean()
-    assert after <= before
+    clf = fast_classifier(validation_fraction=0.2, n_networks=2).fit(X, y)
+    epochs = sum(member.n_epochs for member in clf.members_)
+    assert len(fits) == epochs and {len(y) for _, _, y in fits} == {60}
+    for member in clf.members_:
+        ((logits, target),) = [
+            (logits, target) for cal, logits, target in fits if cal is member.calibrator
+        ]
+        np.testing.assert_array_equal(target, y[member.valid_rows])
+        rows = np.arange(60)
+        before = -log_softmax(logits, axis=1)[rows, target].mean()
+        after = -member.calibrator.transform(logits)[rows, target].mean()
+        assert after <= before
 
 
 @pytest.mark.parametrize("calibrator", [TemperatureScaling, PlattScaling])

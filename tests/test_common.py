@@ -1,11 +1,14 @@
 """scikit-learn's own estimator checks, run on the installed scikit-learn."""
 
-from sklearn.utils.estimator_checks import parametrize_with_checks
+import pytest
+from conftest import fast_classifier
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 from sk_dualhead import DualHeadClassifier
+from sk_dualhead.preprocessing import TabularPreprocessor
 
 # Small and fast, but trained enough to pass the accuracy checks.
-FAST = dict(hidden_sizes=(32,), max_epochs=40, lr=1e-2, n_networks=1, random_state=0)
+CHECKED = dict(hidden_sizes=(32,), max_epochs=40)
 
 # Minibatch training with a held-out validation split: a sample of weight 2
 # and two copies of it land in different batches (and splits) and shift the
@@ -26,11 +29,25 @@ def _expected_failed_checks(estimator):
 
 @parametrize_with_checks(
     [
-        DualHeadClassifier(**FAST),
-        DualHeadClassifier(preprocessing=None, **FAST),
-        DualHeadClassifier(**{**FAST, "n_networks": 2, "max_epochs": 20}),
+        fast_classifier(**CHECKED),
+        fast_classifier(preprocessing=None, **CHECKED),
+        fast_classifier(**{**CHECKED, "n_networks": 3, "max_epochs": 20}),
     ],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize(
+    "estimator", [fast_classifier(max_epochs=2), TabularPreprocessor()], ids=repr
+)
+def test_parameters_are_validated_with_a_clear_error(estimator):
+    # Every parameter set to a value of a type its constraints exclude must
+    # raise InvalidParameterError naming it, in fit and in every method.
+    check_param_validation(type(estimator).__name__, estimator)
+
+
+def test_every_parameter_has_constraints():
+    for estimator in (DualHeadClassifier(), TabularPreprocessor()):
+        assert set(estimator._parameter_constraints) == set(estimator.get_params())

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FAST, fast_classifier
 from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
 from sklearn.metrics import log_loss
@@ -15,30 +16,29 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validat
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sk_dualhead import DualHeadClassifier, __version__
-
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
+import sk_dualhead._engine as engine
+from sk_dualhead import DualHeadClassifier
 
 
 @pytest.fixture(scope="module")
 def fitted(binary):
     X, y = binary
-    return DualHeadClassifier(**FAST).fit(X, y)
-
-
-def test_version():
-    assert __version__.count(".") == 2
+    return fast_classifier().fit(X, y)
 
 
 def test_fitted_attributes(fitted, binary):
     X, y = binary
     assert fitted.n_features_in_ == X.shape[1]
     np.testing.assert_array_equal(fitted.classes_, [0, 1])
-    assert fitted.n_epochs_ == len(fitted.history_) >= 1
-    assert 1 <= fitted.best_epoch_ <= fitted.n_epochs_
+    (member,) = fitted.members_
+    assert member.n_epochs == len(member.history) >= 1
+    assert 1 <= member.best_epoch <= member.n_epochs
     assert fitted.device_ == "cpu"
-    assert isinstance(fitted.net_.module_, torch.nn.Module)
+    assert isinstance(fitted.network_, torch.nn.Module) and not fitted.network_.training
     assert fitted.score(X, y) > 0.8
+    # The first-network aliases of the sequential ensemble are gone.
+    for name in ("net_", "nets_", "calibrator_", "history_", "n_epochs_", "best_epoch_"):
+        assert not hasattr(fitted, name)
 
 
 def test_history_records_each_loss_term(fitted):
@@ -46,14 +46,14 @@ def test_history_records_each_loss_term(fitted):
         f"{prefix}_{term}"
         for prefix in ("train", "valid")
         for term in ("loss", "main_loss", "aux_loss", "consistency_loss")
-    } | {"valid_log_loss", "dur"}
-    for row in fitted.history_:
+    } | {"valid_log_loss", "dur", "epoch"}
+    history = fitted.members_[0].history
+    for row in history:
         assert expected <= set(row)
         total = 0.7 * row["train_main_loss"] + 0.25 * row["train_aux_loss"]
         total += 0.05 * row["train_consistency_loss"]
         assert row["train_loss"] == pytest.approx(total, rel=1e-5)
-    curve = fitted.history_[:, "train_main_loss"]
-    assert curve[-1] < curve[0]
+    assert history[-1]["train_main_loss"] < history[0]["train_main_loss"]
 
 
 def test_predict_proba_contract(fitted, binary):
@@ -73,24 +73,23 @@ def test_predict_proba_contract(fitted, binary):
 def test_predict_head(binary, head):
     X, y = binary
     # Uncalibrated, so that the heads' own probabilities come out.
-    clf = DualHeadClassifier(predict_head=head, calibration=None, **FAST).fit(X, y)
-    # Only the heads predicted with: one head's weights alone and both heads'
-    # side by side are different matrix products, which BLAS may round apart.
-    heads = {"main": ("main",), "aux": ("aux",), "mean": ("main", "aux")}[head]
-    main, aux = clf.net_.predict_logits(
-        torch.from_numpy(clf.preprocessor_.transform(X)), heads=heads
-    )
+    clf = fast_classifier(predict_head=head, calibration=None).fit(X, y)
+    features = torch.from_numpy(clf.preprocessor_.transform(X))
+    with torch.inference_mode():
+        main, aux = (logits[0].double() for logits in clf.network_(features))
     if head == "mean":
         expected = (torch.softmax(main, 1) + torch.softmax(aux, 1)) / 2
     else:
         expected = torch.softmax(main if head == "main" else aux, 1)
-    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=1e-10)
+    # The inference pass multiplies by the heads predicted with alone, a
+    # different product than the module's, which float32 rounds apart.
+    np.testing.assert_allclose(clf.predict_proba(X), expected.numpy(), rtol=2e-5)
 
 
 def test_three_classes_and_string_labels(three_class):
     X, y = three_class
     labels = np.array(["low", "mid", "high"])[y]
-    clf = DualHeadClassifier(**FAST).fit(X, labels)
+    clf = fast_classifier().fit(X, labels)
     np.testing.assert_array_equal(clf.classes_, ["high", "low", "mid"])
     assert clf.predict_proba(X).shape == (len(X), 3)
     assert set(clf.predict(X)) <= set(labels)
@@ -100,17 +99,17 @@ def test_three_classes_and_string_labels(three_class):
 
 def test_bool_labels(binary):
     X, y = binary
-    clf = DualHeadClassifier(**FAST).fit(X, y.astype(bool))
+    clf = fast_classifier().fit(X, y.astype(bool))
     np.testing.assert_array_equal(clf.classes_, [False, True])
     assert clf.predict(X).dtype == bool
 
 
 def test_same_random_state_same_probabilities(binary):
     X, y = binary
-    first = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)
-    second = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)
+    first = fast_classifier(n_networks=2).fit(X, y).predict_proba(X)
+    second = fast_classifier(n_networks=2).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(first, second)
-    other = DualHeadClassifier(**{**FAST, "random_state": 1}).fit(X, y)
+    other = fast_classifier(n_networks=2, random_state=1).fit(X, y)
     assert not np.array_equal(first, other.predict_proba(X))
 
 
@@ -119,80 +118,89 @@ def test_fit_leaves_global_torch_rng_alone(binary):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    DualHeadClassifier(**FAST).fit(X, y)
+    fast_classifier().fit(X, y)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
 def test_without_early_stopping_trains_max_epochs_on_all_rows(binary):
     X, y = binary
-    clf = DualHeadClassifier(early_stopping=False, **FAST).fit(X, y)
-    assert clf.n_epochs_ == clf.best_epoch_ == FAST["max_epochs"]
-    assert "valid_log_loss" not in clf.history_[-1]
-    # "auto" batches: 300 // 8 = 37 rows, so 8 full batches and one of 4.
-    assert clf.history_[-1, "train_batch_count"] == 9
+    clf = fast_classifier(early_stopping=False, n_networks=2).fit(X, y)
+    for member in clf.members_:
+        assert member.n_epochs == member.best_epoch == FAST["max_epochs"]
+        assert member.valid_rows is None and member.calibrator is None
+        assert "valid_log_loss" not in member.history[-1]
+        # "auto" batches: 300 // 8 = 37 rows, so 8 full batches and one of 4.
+        assert member.history[-1]["train_batch_count"] == 9
 
 
-def test_early_stopping_restores_best_epoch(binary):
+def test_each_member_stops_early_at_its_best_epoch(binary):
     X, y = binary
     clf = DualHeadClassifier(
         hidden_sizes=(64, 64), lr=0.05, max_epochs=200, n_iter_no_change=3,
-        n_networks=1, random_state=0,
+        n_networks=3, random_state=0,
     ).fit(X, y)
-    losses = clf.history_[:, "valid_log_loss"]
-    assert clf.n_epochs_ < 200, "the overfitting net should stop early"
-    assert clf.best_epoch_ == int(np.argmin(losses)) + 1
-    assert clf.n_epochs_ - clf.best_epoch_ == 3
-    stopper = dict(clf.net_.callbacks_)["early_stopping"]
-    for name, value in clf.net_.module_.state_dict().items():
-        torch.testing.assert_close(value, stopper.best_model_weights_[name])
+    features = torch.from_numpy(clf.preprocessor_.transform(X))
+    log_probas = engine.member_log_proba(
+        clf.network_, clf.members_, features, predict_head="mean", prior_correction=None
+    )
+    for member, log_proba in zip(clf.members_, log_probas):
+        losses = [row["valid_log_loss"] for row in member.history]
+        assert member.n_epochs < 200, "the overfitting net should stop early"
+        assert member.best_epoch == int(np.argmin(losses)) + 1
+        assert member.n_epochs - member.best_epoch == 3
+        # The member predicts with its best weights and the calibrator fitted
+        # to that epoch: its held-out log loss is the best one recorded.
+        rows = member.valid_rows
+        held_out = log_loss(y[rows], np.exp(log_proba[rows]), labels=[0, 1])
+        assert held_out == pytest.approx(min(losses), rel=1e-5)
+    # The members stopped at epochs of their own.
+    assert len({member.n_epochs for member in clf.members_}) > 1
 
 
-def test_monitored_loss_is_the_log_loss_of_predict_proba(binary, monkeypatch):
-    import sk_dualhead.estimator as estimator_module
+def test_a_stopped_member_holds_its_best_weights_while_the_others_train(
+    binary, monkeypatch
+):
+    kept = {}
+    real_stop = engine.PackedNet.stop_members
 
-    held_out = []
-    real_split = estimator_module.predefined_split
+    def stop_members(net, members):
+        real_stop(net, members)
+        network = net.module_
+        kept.update({m: [p[m].detach().clone() for p in network.parameters()] for m in members})
 
-    def capture(dataset):
-        held_out.append(dataset)
-        return real_split(dataset)
-
-    monkeypatch.setattr(estimator_module, "predefined_split", capture)
+    monkeypatch.setattr(engine.PackedNet, "stop_members", stop_members)
     X, y = binary
-    clf = DualHeadClassifier(predict_head="mean", **FAST).fit(X, y)
-    (valid,) = held_out
-    features, (target, weights) = valid[:]
-    main, aux = clf.net_.predict_logits(features)
-    proba = (torch.softmax(main, 1) + torch.softmax(aux, 1)).numpy() / 2
-    # predict_proba calibrates by default, with a calibrator fitted to these rows.
-    proba = np.exp(clf.calibrator_.transform(np.log(proba)))
-    # Weights that are all one are held as None.
-    weights = None if weights is None else weights.numpy()
-    expected = log_loss(target.numpy(), proba, sample_weight=weights)
-    best = clf.history_[clf.best_epoch_ - 1, "valid_log_loss"]
-    assert best == pytest.approx(expected, rel=1e-5)
-    assert best == pytest.approx(min(clf.history_[:, "valid_log_loss"]))
+    clf = DualHeadClassifier(
+        hidden_sizes=(32,), lr=0.05, n_iter_no_change=2, n_networks=3, random_state=0
+    ).fit(X, y)
+    assert len({m.n_epochs for m in clf.members_}) > 1
+    for member, weights in kept.items():
+        for param, weight in zip(clf.network_.parameters(), weights):
+            torch.testing.assert_close(param[member], weight, rtol=0, atol=0)
 
 
-def test_fitted_model_carries_no_training_rows(fitted):
-    assert fitted.net_.train_split is None
+def test_fitted_model_carries_no_training_rows(fitted, binary):
+    X, _ = binary
+    saved = pickle.dumps(fitted)
+    for features in (X, fitted.preprocessor_.transform(X)):
+        assert np.ascontiguousarray(features[:8]).tobytes() not in saved
 
 
 @pytest.mark.parametrize("n_per_class", [1, 2, 3])
 def test_tiny_data_still_fits(n_per_class):
     X = np.arange(n_per_class * 2 * 2, dtype=float).reshape(-1, 2)
     y = np.repeat([0, 1], n_per_class)
-    clf = DualHeadClassifier(**FAST).fit(X, y)
+    clf = fast_classifier().fit(X, y)
     proba = clf.predict_proba(X)
     assert np.isfinite(proba).all()
 
 
 def test_sample_weight_and_class_weight_shift_the_decision(binary):
     X, y = binary
-    base = DualHeadClassifier(**FAST).fit(X, y).predict_proba(X)[:, 1].mean()
+    base = fast_classifier().fit(X, y).predict_proba(X)[:, 1].mean()
     weights = np.where(y == 1, 5.0, 1.0)
-    by_sample = DualHeadClassifier(**FAST).fit(X, y, sample_weight=weights)
-    by_class = DualHeadClassifier(class_weight={0: 1.0, 1: 5.0}, **FAST).fit(X, y)
+    by_sample = fast_classifier().fit(X, y, sample_weight=weights)
+    by_class = fast_classifier(class_weight={0: 1.0, 1: 5.0}).fit(X, y)
     assert by_sample.predict_proba(X)[:, 1].mean() > base + 0.05
     np.testing.assert_allclose(
         by_class.predict_proba(X), by_sample.predict_proba(X), rtol=1e-5
@@ -203,8 +211,8 @@ def test_balanced_class_weight(binary):
     X, y = binary
     keep = (y == 0) | (np.arange(len(y)) % 5 == 0)
     X, y = X[keep], y[keep]
-    plain = DualHeadClassifier(**FAST).fit(X, y)
-    balanced = DualHeadClassifier(class_weight="balanced", **FAST).fit(X, y)
+    plain = fast_classifier().fit(X, y)
+    balanced = fast_classifier(class_weight="balanced").fit(X, y)
     assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean()
 
 
@@ -233,30 +241,35 @@ def test_invalid_hyperparameters(binary, params, match):
         DualHeadClassifier(**params).fit(X, y)
 
 
-def test_device_auto_resolves(binary):
-    X, y = binary
-    clf = DualHeadClassifier(device="auto", **FAST).fit(X, y)
-    expected = "cuda" if torch.cuda.is_available() else clf.device_
-    assert clf.device_ == expected
+@pytest.mark.parametrize(
+    "cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
+def test_device_auto_takes_the_best_available(monkeypatch, cuda, mps, expected):
+    from sk_dualhead._validation import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == expected
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("strategy", ["balanced", "focal_smooth"])
 def test_cuda_model_predicts_on_cpu_after_unpickling(binary, monkeypatch, strategy):
     X, y = binary
-    clf = DualHeadClassifier(strategy, device="cuda", **FAST).fit(X, y)
+    clf = fast_classifier(strategy, device="cuda").fit(X, y)
     expected = clf.predict_proba(X)
     payload = pickle.dumps(clf)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="CUDA"):
+    with pytest.warns(UserWarning, match="loaded on the CPU"):
         restored = pickle.loads(payload)
+    assert restored.device_ == "cpu"
     np.testing.assert_allclose(restored.predict_proba(X), expected, atol=1e-5)
 
 
 def test_dataframe_feature_names(binary):
     X, y = binary
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
-    clf = DualHeadClassifier(**FAST).fit(frame, y)
+    clf = fast_classifier().fit(frame, y)
     np.testing.assert_array_equal(clf.feature_names_in_, frame.columns)
     np.testing.assert_allclose(clf.predict_proba(frame), clf.predict_proba(X))
 
@@ -264,7 +277,7 @@ def test_dataframe_feature_names(binary):
 def test_clone_keeps_params_not_state(fitted):
     twin = clone(fitted)
     assert twin.get_params() == fitted.get_params()
-    assert not hasattr(twin, "net_")
+    assert not hasattr(twin, "network_")
 
 
 @pytest.mark.parametrize("dump, load", [
@@ -286,14 +299,14 @@ def _joblib_bytes(model):
 def test_cross_validate(binary):
     X, y = binary
     scores = cross_validate(
-        DualHeadClassifier(**FAST), X, y, cv=3, scoring=["roc_auc", "neg_log_loss"]
+        fast_classifier(), X, y, cv=3, scoring=["roc_auc", "neg_log_loss"]
     )
     assert np.all(scores["test_roc_auc"] > 0.8)
 
 
 def test_grid_search_over_strategy_and_weights_in_pipeline(three_class):
     X, y = three_class
-    pipeline = make_pipeline(StandardScaler(), DualHeadClassifier(**FAST))
+    pipeline = make_pipeline(StandardScaler(), fast_classifier())
     search = GridSearchCV(
         pipeline,
         {
@@ -314,7 +327,7 @@ def test_soft_voting_averages_members_with_their_own_seeds(three_class):
     """The recipe of docs/howto/ensembles.rst."""
     X, y = three_class
     members = [
-        (f"seed{seed}", DualHeadClassifier(**dict(FAST, random_state=seed)))
+        (f"seed{seed}", fast_classifier(random_state=seed))
         for seed in range(3)
     ]
     ensemble = VotingClassifier(members, voting="soft").fit(X, y)
@@ -328,75 +341,73 @@ def test_soft_voting_averages_members_with_their_own_seeds(three_class):
     assert ensemble.get_params()["seed1__random_state"] == 1
 
 
-def test_networks_are_averaged_each_with_its_own_seed_split_and_calibration(
-    binary, monkeypatch
-):
-    captured = _captured_datasets(monkeypatch)
+def test_members_are_averaged_each_with_its_own_split_and_calibration(binary):
     X, y = binary
-    clf = DualHeadClassifier(**dict(FAST, n_networks=3)).fit(X, y)
-    assert clf.n_networks_ == len(clf.nets_) == len(clf.calibrators_) == 3
-    assert clf.net_ is clf.nets_[0] and clf.calibrator_ is clf.calibrators_[0]
-    held_out = [frozenset(valid.rows.tolist()) for valid in captured[1::2]]
-    assert len(set(held_out)) == 3
-    weights = [net.module_.main_head.weight for net in clf.nets_]
+    clf = fast_classifier(n_networks=3).fit(X, y)
+    assert clf.n_networks_ == len(clf.members_) == clf.network_.n_members == 3
+    held_out = {frozenset(member.valid_rows.tolist()) for member in clf.members_}
+    assert len(held_out) == 3
+    weights = clf.network_.heads.weight
     assert not torch.equal(weights[0], weights[1])
-    temperatures = {calibrator.temperature_ for calibrator in clf.calibrators_}
+    temperatures = {member.calibrator.temperature_ for member in clf.members_}
     assert len(temperatures) == 3
-    # predict_proba is the mean of the networks' calibrated probabilities.
+    # predict_proba is the mean of the members' calibrated probabilities.
     features = torch.from_numpy(clf.preprocessor_.transform(X))
-    probabilities = []
-    for net, calibrator in zip(clf.nets_, clf.calibrators_):
-        main, aux = net.predict_logits(features)
-        mean_head = (torch.softmax(main, 1) + torch.softmax(aux, 1)) / 2
-        probabilities.append(np.exp(calibrator.transform(np.log(mean_head.numpy()))))
+    with torch.inference_mode():
+        main, aux = (logits.double() for logits in clf.network_(features))
+    mean_head = ((torch.softmax(main, 2) + torch.softmax(aux, 2)) / 2).numpy()
+    probabilities = [
+        np.exp(member.calibrator.transform(np.log(proba)))
+        for member, proba in zip(clf.members_, mean_head)
+    ]
     np.testing.assert_allclose(
-        clf.predict_proba(X), np.mean(probabilities, axis=0), rtol=1e-10
+        clf.predict_proba(X), np.mean(probabilities, axis=0), rtol=2e-5
     )
 
 
-def test_the_first_network_is_the_one_a_single_network_fit_trains(binary):
+def test_packed_members_cost_one_forward_per_batch(binary, monkeypatch):
+    calls = []
+    real_forward = engine.PackedDualHeadNetwork.forward
+
+    def forward(network, X):
+        calls.append(network.n_members)
+        return real_forward(network, X)
+
+    monkeypatch.setattr(engine.PackedDualHeadNetwork, "forward", forward)
     X, y = binary
-    one = DualHeadClassifier(**FAST).fit(X, y)
-    three = DualHeadClassifier(**dict(FAST, n_networks=3)).fit(X, y)
-    for name, value in one.net_.module_.state_dict().items():
-        torch.testing.assert_close(
-            three.net_.module_.state_dict()[name], value, rtol=0, atol=0
-        )
-    assert three.history_[:, "valid_log_loss"] == one.history_[:, "valid_log_loss"]
-    assert not np.allclose(three.predict_proba(X), one.predict_proba(X))
+    fast_classifier(n_networks=4, max_epochs=2, early_stopping=False).fit(X, y)
+    # 9 training batches an epoch, every member in each.
+    assert calls == [4] * 18
 
 
 def test_auto_trains_five_networks_below_ten_thousand_rows(binary, monkeypatch):
     import sk_dualhead.estimator as estimator_module
 
     X, y = binary
-    params = dict(FAST, n_networks="auto", max_epochs=1)
-    assert DualHeadClassifier().n_networks == "auto"
-    assert estimator_module.AUTO_ONE_NETWORK_ROWS == 10_000
-    assert DualHeadClassifier(**params).fit(X, y).n_networks_ == 5
+    params = dict(n_networks="auto", max_epochs=1)
+    assert fast_classifier(**params).fit(X, y).n_networks_ == 5
     monkeypatch.setattr(estimator_module, "AUTO_ONE_NETWORK_ROWS", len(y))
-    assert DualHeadClassifier(**params).fit(X, y).n_networks_ == 1
+    assert fast_classifier(**params).fit(X, y).n_networks_ == 1
 
 
-def test_verbose_names_each_network(binary, capsys):
+def test_verbose_prints_one_table_for_all_networks(binary, capsys):
     X, y = binary
-    DualHeadClassifier(**dict(FAST, n_networks=2, max_epochs=2, verbose=1)).fit(X, y)
-    out = capsys.readouterr().out
-    assert out.index("Network 1 of 2") < out.index("Network 2 of 2")
-    assert out.count("train_loss") == 2  # one table per network
+    fast_classifier(n_networks=2, max_epochs=2, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("train_loss" in line for line in lines) == 1
+    assert not any("_members" in line for line in lines)
+    assert sum(line.strip().startswith(("1 ", "2 ")) for line in lines) == 2
 
 
 def _captured_datasets(monkeypatch):
-    import sk_dualhead.estimator as estimator_module
-
     captured = []
-    real_dataset = estimator_module.TensorDataset
+    real_dataset = engine.TensorDataset
 
     def capture(*args, **kwargs):
         captured.append(real_dataset(*args, **kwargs))
         return captured[-1]
 
-    monkeypatch.setattr(estimator_module, "TensorDataset", capture)
+    monkeypatch.setattr(engine, "TensorDataset", capture)
     return captured
 
 
@@ -404,38 +415,68 @@ def test_training_on_all_rows_uses_float32_features_in_place(binary, monkeypatch
     captured = _captured_datasets(monkeypatch)
     X, y = binary
     X = X.astype(np.float32)
-    params = dict(FAST, max_epochs=1, early_stopping=False, preprocessing=None)
-    DualHeadClassifier(**params).fit(X, y)
+    fast_classifier(max_epochs=1, early_stopping=False, preprocessing=None).fit(X, y)
     (train,) = captured
     assert np.shares_memory(train.X.numpy(), X)
     # Weights that are all one are not multiplied in at all.
-    assert train.sample_weight is None
+    assert train.member_weight is None and train.rows is None
 
 
-def test_held_out_rows_share_the_features_with_the_training_rows(binary, monkeypatch):
+@pytest.mark.parametrize("n_networks", [1, 3])
+def test_held_out_rows_share_the_features_with_the_training_rows(
+    binary, monkeypatch, n_networks
+):
     captured = _captured_datasets(monkeypatch)
     X, y = binary
     X = X.astype(np.float32)
-    params = dict(FAST, max_epochs=1, preprocessing=None)
-    DualHeadClassifier(**params).fit(X, y)
+    clf = fast_classifier(max_epochs=1, preprocessing=None, n_networks=n_networks)
+    clf.fit(X, y)
     train, valid = captured
     # No copy of either split: both index the caller's array.
     assert train.X is valid.X
     assert np.shares_memory(train.X.numpy(), X)
-    rows = np.concatenate([train.rows.numpy(), valid.rows.numpy()])
-    np.testing.assert_array_equal(np.sort(rows), np.arange(len(X)))
+    train_rows = np.arange(len(X)) if train.rows is None else train.rows.numpy()
+    valid_rows = valid.rows.numpy()
+    for m, member in enumerate(clf.members_):
+        # A member trains on every row but its own held-out ones, and
+        # validates on those alone.
+        trained = train_rows if train.member_weight is None else (
+            train_rows[train.member_weight[m].numpy() > 0]
+        )
+        np.testing.assert_array_equal(
+            np.setdiff1d(np.arange(len(X)), trained), member.valid_rows
+        )
+        validated = valid_rows if valid.member_weight is None else (
+            valid_rows[valid.member_weight[m].numpy() > 0]
+        )
+        np.testing.assert_array_equal(validated, member.valid_rows)
     features, (target, _) = valid[:]
-    np.testing.assert_array_equal(features.numpy(), X[valid.rows.numpy()])
-    np.testing.assert_array_equal(target.numpy(), y[valid.rows.numpy()])
+    np.testing.assert_array_equal(features.numpy(), X[valid_rows])
+    np.testing.assert_array_equal(target.numpy(), y[valid_rows])
 
 
 def test_unequal_weights_reach_the_loss(binary, monkeypatch):
     captured = _captured_datasets(monkeypatch)
     X, y = binary
     weights = np.where(y == 1, 2.0, 1.0)
-    DualHeadClassifier(**dict(FAST, max_epochs=1)).fit(X, y, sample_weight=weights)
-    train, valid = captured
-    for dataset in (train, valid):
+    fast_classifier(max_epochs=1, n_networks=2).fit(X, y, sample_weight=weights)
+    for dataset in captured:
         _, (labels, weight) = dataset[:]
-        weight, labels = weight.numpy(), labels.numpy()
-        np.testing.assert_allclose(weight[labels == 1], 2 * weight[labels == 0][0])
+        labels = labels.numpy()
+        for member_weight in weight.numpy():
+            taken = member_weight > 0
+            positive, negative = (member_weight[taken & (labels == c)] for c in (1, 0))
+            np.testing.assert_allclose(positive, 2 * negative[0], rtol=1e-6)
+            # Each member's weights average one over the dataset's rows.
+            assert member_weight.mean() == pytest.approx(1.0, rel=1e-5)
+
+def test_model_of_a_missing_device_loads_on_the_cpu(fitted, binary, monkeypatch):
+    X, _ = binary
+    # As if trained on a GPU: the network pickles from the CPU in any case.
+    monkeypatch.setattr(fitted, "device_", "cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="trained on 'cuda:0'.*loaded on the CPU"):
+        restored = pickle.loads(pickle.dumps(fitted))
+    assert restored.device_ == "cpu"
+    assert restored.network_.heads.weight.device.type == "cpu"
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))

@@ -3,12 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fast_classifier
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
-
-from sk_dualhead import DualHeadClassifier
-
-FAST = dict(hidden_sizes=(16,), max_epochs=30, lr=1e-2, n_networks=1, random_state=0)
 
 
 def _split(n_classes):
@@ -30,7 +27,7 @@ def test_mapie_conformal_prediction_sets():
     X_conf, X_test, y_conf, y_test = train_test_split(
         X_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0
     )
-    clf = DualHeadClassifier(**FAST).fit(X_train, y_train)
+    clf = fast_classifier(max_epochs=30).fit(X_train, y_train)
     mapie = classification.SplitConformalClassifier(
         estimator=clf, confidence_level=0.9, conformity_score="lac", prefit=True
     ).conformalize(X_conf, y_conf)
@@ -48,7 +45,7 @@ def test_mapie_conformal_prediction_sets():
 def test_dcurves_net_benefit():
     dcurves = pytest.importorskip("dcurves")
     X_train, X_test, y_train, y_test = _split(n_classes=2)
-    clf = DualHeadClassifier(**FAST).fit(X_train, y_train)
+    clf = fast_classifier(max_epochs=30).fit(X_train, y_train)
     data = pd.DataFrame(
         {"outcome": y_test, "dualhead": clf.predict_proba(X_test)[:, 1]}
     )

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from sk_dualhead.strategies import STRATEGIES, build_loss
 from sk_dualhead.losses import (
     DualHeadLoss,
+    FocalLoss,
+    GeneralizedCrossEntropy,
+    SmoothedCrossEntropy,
     adaptive_gamma,
     class_balanced_alpha,
     focal_loss,
@@ -322,12 +325,23 @@ def composed(loss):
         lambda logits, target, **kwargs: loss.main_loss(logits, target, **kwargs),
         lambda logits, target, **kwargs: loss.aux_loss(logits, target, **kwargs),
         weights=loss.weights,
+        class_weights=loss.class_weights,
         consistency_temperature=loss.consistency_temperature,
     )
 
 
 def is_fused(terms):
-    return type(terms.grad_fn).__name__ == "_FusedDualHeadTermsBackward"
+    """Whether the closed-form node is in the graph of ``terms``."""
+    pending, seen = [terms.grad_fn], set()
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        if type(node).__name__ == "_FusedDualHeadTermsBackward":
+            return True
+        seen.add(node)
+        pending += [next_node for next_node, _ in node.next_functions]
+    return False
 
 
 def two_heads(n_classes, scale=3.0, n_samples=11, seed=0):
@@ -376,11 +390,11 @@ def test_fused_dual_head_loss_matches_composition(strategy, knobs, n_classes):
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_fused_covers_focal_smoothing_alpha_and_temperature(n_classes):
-    alpha = ALPHA[:n_classes]
     loss = DualHeadLoss(
-        partial(focal_loss, gamma=1.5, label_smoothing=0.1, alpha=alpha),
-        partial(focal_loss, gamma=0.5, alpha=alpha * 2),
+        FocalLoss(gamma=1.5, label_smoothing=0.1),
+        FocalLoss(gamma=0.5),
         weights=(0.5, 0.3, 0.2),
+        class_weights=ALPHA[:n_classes],
         consistency_temperature=2.5,
     )
     main, aux, target, weight = two_heads(n_classes, seed=1)
@@ -438,11 +452,7 @@ def test_fused_extreme_logits_stay_finite(gamma, scale):
 
 def test_fused_gamma_zero_is_cross_entropy_gradient():
     main, aux, target, _ = two_heads(3)
-    loss = DualHeadLoss(
-        partial(focal_loss, gamma=0.0),
-        partial(smoothed_cross_entropy),
-        weights=(1.0, 0.0, 0.0),
-    )
+    loss = DualHeadLoss(FocalLoss(gamma=0.0), SmoothedCrossEntropy(), weights=(1.0, 0.0, 0.0))
     (got,) = torch.autograd.grad(loss(main, aux, target)[0], main)
     (expected,) = torch.autograd.grad(F.cross_entropy(main, target), main)
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-15)
@@ -451,20 +461,15 @@ def test_fused_gamma_zero_is_cross_entropy_gradient():
 def test_uncovered_losses_fall_back_to_composition():
     main, aux, target, weight = two_heads(2)
 
-    def squared_error(logits, target, sample_weight=None):
+    def squared_error(logits, target, alpha=None, sample_weight=None, reduction="mean"):
         one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
-        per_sample = ((logits.softmax(1) - one_hot) ** 2).sum(1)
-        return (per_sample * sample_weight).mean()
+        per_sample = ((logits.softmax(1) - one_hot) ** 2).sum(1) * sample_weight
+        return per_sample if reduction == "none" else per_sample.mean()
 
-    loss = DualHeadLoss(
-        partial(focal_loss, gamma=2.0), squared_error, weights=(0.7, 0.25, 0.05)
-    )
+    loss = DualHeadLoss(FocalLoss(gamma=2.0), squared_error, weights=(0.7, 0.25, 0.05))
     terms = loss(main, aux, target, weight)
     assert not is_fused(terms)
-    assert terms[2].item() == pytest.approx(squared_error(aux, target, weight).item())
-    summed = build_loss("balanced")
-    summed.main_loss = partial(focal_loss, gamma=2.0, reduction="sum")
-    assert not is_fused(summed(main, aux, target, weight))
+    assert terms[2].item() == pytest.approx(squared_error(aux, target, sample_weight=weight).item())
     # Gradients with respect to the sample weights need the composition too.
     weight = weight.clone().requires_grad_(True)
     terms = build_loss("balanced")(main, aux, target, weight)
@@ -475,3 +480,51 @@ def test_uncovered_losses_fall_back_to_composition():
     with torch.no_grad():
         plain = build_loss("balanced")(main, aux, target, weight)
     torch.testing.assert_close(plain, terms.detach())
+
+
+@pytest.mark.parametrize(
+    "loss, function, params",
+    [
+        (FocalLoss(gamma=1.5, label_smoothing=0.1), focal_loss,
+         {"gamma": 1.5, "label_smoothing": 0.1}),
+        (SmoothedCrossEntropy(0.2, 0.1), smoothed_cross_entropy,
+         {"label_smoothing": 0.2, "confidence_penalty": 0.1}),
+        (GeneralizedCrossEntropy(q=0.4), generalized_cross_entropy, {"q": 0.4}),
+    ],
+    ids=["focal", "smoothed", "gce"],
+)
+def test_loss_objects_are_their_functions_with_their_parameters(
+    loss, function, params, batch
+):
+    logits, target, weight = batch
+    for reduction in ("mean", "none"):
+        torch.testing.assert_close(
+            loss(logits, target, alpha=ALPHA, sample_weight=weight, reduction=reduction),
+            function(logits, target, alpha=ALPHA, sample_weight=weight,
+                     reduction=reduction, **params),
+            rtol=0, atol=0,
+        )
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "composed"])
+def test_member_terms_are_each_members_own_loss(fused):
+    generator = torch.Generator().manual_seed(3)
+    main, aux = (
+        torch.randn(3, 8, 2, generator=generator, dtype=torch.float64).requires_grad_(True)
+        for _ in range(2)
+    )
+    target = torch.arange(8) % 2
+    weight = torch.rand(3, 8, generator=generator, dtype=torch.float64)
+    loss = build_loss("focal_smooth", class_counts=[30, 10])
+    if not fused:
+        loss = composed(loss)
+    terms = loss(main, aux, target, weight)
+    assert terms.shape == (4, 3) and is_fused(terms) == fused
+    grads = torch.autograd.grad(terms[0].sum(), (main, aux))
+    for member in range(3):
+        alone = loss(main[member], aux[member], target, weight[member])
+        torch.testing.assert_close(terms[:, member], alone, rtol=1e-12, atol=1e-14)
+        for grad, logits in zip(grads, (main, aux)):
+            # A member's gradient comes from its own loss alone.
+            (expected,) = torch.autograd.grad(alone[0], logits, retain_graph=True)
+            torch.testing.assert_close(grad[member], expected[member], rtol=1e-12, atol=1e-14)

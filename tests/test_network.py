@@ -1,21 +1,21 @@
-"""The torch module and its optional numerical embeddings."""
+"""The packed torch module, its numerical embeddings and its inference pass."""
 
 import numpy as np
 import pytest
 import torch
+from conftest import fast_classifier
 from sklearn.utils._param_validation import InvalidParameterError
+from test_tabular import make_table
 
-from sk_dualhead import DualHeadClassifier
 from sk_dualhead._network import (
-    NUMERICAL_EMBEDDINGS,
     ACTIVATIONS,
     NORMALIZATIONS,
-    DualHeadNetwork,
+    NUMERICAL_EMBEDDINGS,
+    Dropout,
     InferencePass,
+    PackedDualHeadNetwork,
     PeriodicEmbedding,
 )
-
-from test_tabular import FAST, make_table
 
 
 def _inputs(n_rows, n_continuous, cardinalities, seed=0):
@@ -29,96 +29,124 @@ def _inputs(n_rows, n_continuous, cardinalities, seed=0):
     return torch.cat([continuous, *codes], dim=1)
 
 
-def _periodic_network(n_continuous, n_classes=2, cardinalities=(5,)):
-    """A small network with periodic embeddings and embedded categories."""
-    return DualHeadNetwork(
+def _network(n_members=3, n_continuous=4, cardinalities=(5,), **params):
+    torch.manual_seed(0)
+    return PackedDualHeadNetwork(
+        n_members,
         n_continuous=n_continuous,
-        n_classes=n_classes,
-        hidden_sizes=(8,),
+        n_classes=3,
+        hidden_sizes=params.pop("hidden_sizes", (8,)),
         category_cardinalities=cardinalities,
-        numerical_embedding="periodic",
+        **params,
     )
 
 
 def test_periodic_embedding_shape_and_formula():
     torch.manual_seed(0)
-    embed = PeriodicEmbedding(3, n_frequencies=4, d_embedding=5, sigma=0.5)
+    embed = PeriodicEmbedding(2, 3, n_frequencies=4, d_embedding=5, sigma=0.5)
     X = torch.randn(7, 3)
     out = embed(X)
-    assert out.shape == (7, 15) == (7, embed.output_width)
-    # Feature 1's block, computed by hand from the formula.
-    angles = 2 * np.pi * embed.frequencies[1] * X[:, 1:2]
+    assert out.shape == (2, 7, 15) and embed.output_width == 15
+    # Member 1's block of feature 1, computed by hand from the formula.
+    angles = 2 * np.pi * embed.frequencies[1, 1] * X[:, 1:2]
     periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-    expected = torch.relu(periodic @ embed.weight[1] + embed.bias[1])
-    torch.testing.assert_close(out[:, 5:10], expected)
+    expected = torch.relu(periodic @ embed.weight[1, 1] + embed.bias[1, 0, 1])
+    torch.testing.assert_close(out[1, :, 5:10], expected)
 
 
 def test_periodic_frequencies_start_at_sigma():
     torch.manual_seed(0)
-    embed = PeriodicEmbedding(100, n_frequencies=16, d_embedding=2, sigma=0.03)
+    embed = PeriodicEmbedding(2, 100, n_frequencies=16, d_embedding=2, sigma=0.03)
     assert embed.frequencies.std().item() == pytest.approx(0.03, rel=0.1)
 
 
-def test_periodic_network_shapes_with_category_embeddings():
-    net = _periodic_network(4, n_classes=3, cardinalities=(5, 7))
-    main, aux = net(_inputs(6, 4, (5, 7)))
-    assert main.shape == aux.shape == (6, 3)
-    embedded_width = net.numerical_embedding.output_width + sum(
-        e.embedding_dim for e in net.embeddings
+@pytest.mark.parametrize("numerical_embedding", list(NUMERICAL_EMBEDDINGS))
+@pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
+def test_each_member_is_the_network_it_would_be_alone(normalization, numerical_embedding):
+    # Member 1 of a packed network computes what a one-member network with
+    # member 1's weights computes: no member reads another's weights.
+    packed = _network(
+        cardinalities=(5, 7), normalization=normalization,
+        numerical_embedding=numerical_embedding,
     )
-    assert net.trunk[0].in_features == embedded_width
-    assert net.numerical_embedding.frequencies.shape[0] == 4
+    alone = _network(
+        n_members=1, cardinalities=(5, 7), normalization=normalization,
+        numerical_embedding=numerical_embedding,
+    )
+    alone.load_state_dict({k: v[1:2] for k, v in packed.state_dict().items()})
+    X = _inputs(6, 4, (5, 7))
+    for mode in (packed.train, packed.eval):
+        mode()
+        alone.train(packed.training)
+        main, aux = packed(X)
+        assert main.shape == aux.shape == (3, 6, 3)
+        expected = alone(X)
+        torch.testing.assert_close(main[1:2], expected[0])
+        torch.testing.assert_close(aux[1:2], expected[1])
+
+
+def test_every_parameter_and_buffer_has_the_members_first():
+    network = _network(
+        n_members=4, normalization="batchnorm", numerical_embedding="periodic",
+        dropout=0.1,
+    )
+    assert {len(tensor) for tensor in network.state_dict().values()} == {4}
+
+
+def test_gradients_of_one_member_stay_in_that_member():
+    network = _network(numerical_embedding="periodic")
+    main, aux = network(_inputs(32, 4, (5,)))
+    (main[2].sum() + aux[2].sum()).backward()
+    for name, parameter in network.named_parameters():
+        assert parameter.grad[2].abs().sum() > 0, name
+        assert parameter.grad[:2].abs().sum() == 0, name
+
+
+def test_members_take_their_own_copies_of_the_inputs():
+    network = _network(cardinalities=(5,))
+    X = _inputs(6, 4, (5,))
+    copies = X.expand(3, *X.shape).clone()
+    copies[1, :, :4] += 1.0
+    main, _ = network(copies)
+    shared, _ = network(X)
+    torch.testing.assert_close(main[[0, 2]], shared[[0, 2]])
+    assert not torch.allclose(main[1], shared[1])
 
 
 def test_periodic_network_without_continuous_columns():
-    net = _periodic_network(0)
-    main, _ = net(_inputs(4, 0, (5,)))
-    assert main.shape == (4, 2)
+    network = _network(n_continuous=0, numerical_embedding="periodic")
+    main, _ = network(_inputs(4, 0, (5,)))
+    assert main.shape == (3, 4, 3)
 
 
-def test_gradients_reach_frequencies_and_linear_layers():
+def test_network_rebuilds_from_its_init_kwargs():
+    network = _network(normalization="layernorm", numerical_embedding="periodic")
+    twin = PackedDualHeadNetwork(**network.init_kwargs)
+    twin.load_state_dict(network.state_dict())
+    X = _inputs(5, 4, (5,))
+    torch.testing.assert_close(twin.eval()(X), network.eval()(X), rtol=0, atol=0)
+
+
+def test_dropout_keeps_one_minus_p_and_rescales():
     torch.manual_seed(0)
-    net = _periodic_network(4)
-    main, aux = net(_inputs(32, 4, (5,)))
-    (main.sum() + aux.sum()).backward()
-    embed = net.numerical_embedding
-    for name, parameter in [
-        ("frequencies", embed.frequencies),
-        ("weight", embed.weight),
-        ("bias", embed.bias),
-        ("trunk", net.trunk[0].weight),
-    ]:
-        assert parameter.grad is not None, name
-        assert parameter.grad.abs().sum() > 0, name
-
-
-def test_no_numerical_embedding_feeds_the_columns_as_they_are():
-    net = DualHeadNetwork(n_continuous=4, n_classes=2, hidden_sizes=(8,))
-    assert net.numerical_embedding is None
-    # No parameter beyond the trunk and heads: the default network draws
-    # the same random numbers as before the option existed.
-    assert {name.split(".")[0] for name, _ in net.named_parameters()} == {
-        "trunk",
-        "main_head",
-        "aux_head",
-    }
-    X = _inputs(5, 4, ())
-    torch.testing.assert_close(net.encode(X), net.trunk(X), rtol=0, atol=0)
-
-
-def test_numerical_embedding_names_match_the_estimator_options():
-    options = DualHeadClassifier._parameter_constraints["numerical_embedding"]
-    assert options[0].options == {name for name in NUMERICAL_EMBEDDINGS if name}
-    assert None in options
+    dropout = Dropout(0.3)
+    out = dropout(torch.ones(400_000))
+    kept = out > 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.003)
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    assert torch.equal(dropout.eval()(out), out)
 
 
 def _inferred(network, X, heads, n_rows):
     """Logits of ``heads`` for ``X`` from an :class:`InferencePass`, by chunks."""
     forward = InferencePass(network, heads, n_rows)
-    out = torch.full((-(-len(X) // n_rows) * n_rows, 3 * len(heads)), torch.nan)
+    width = network.n_classes * (2 if heads == "mean" else 1)
+    chunks = []
     for start in range(0, len(X), n_rows):
-        forward(X[start : start + n_rows], out=out[start : start + n_rows])
-    return out[: len(X)]
+        out = torch.full((network.n_members, n_rows, width), torch.nan)
+        forward(X[start : start + n_rows], out=out)
+        chunks.append(out)
+    return torch.cat(chunks, dim=1)[:, : len(X)]
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -127,14 +155,12 @@ def _inferred(network, X, heads, n_rows):
 def test_inference_pass_matches_the_module(
     activation, normalization, numerical_embedding
 ):
-    network = DualHeadNetwork(
-        n_continuous=4,
-        n_classes=3,
+    network = _network(
         hidden_sizes=(16, 8),
         activation=activation,
         dropout=0.5,
         normalization=normalization,
-        category_cardinalities=(5, 40),
+        cardinalities=(5, 40),
         numerical_embedding=numerical_embedding,
     )
     X = _inputs(50, 4, (5, 40))
@@ -142,33 +168,32 @@ def test_inference_pass_matches_the_module(
     network.eval()
     with torch.inference_mode():
         main, aux = network(X)
-        both = _inferred(network, X, ("main", "aux"), n_rows=16)
-        aux_only = _inferred(network, X, ("aux",), n_rows=16)
+        both = _inferred(network, X, "mean", n_rows=16)
+        aux_only = _inferred(network, X, "aux", n_rows=16)
         # The weights are untouched by the in-place activations.
         again = network(X)
-    torch.testing.assert_close(both, torch.cat([main, aux], dim=1))
+    torch.testing.assert_close(both, torch.cat([main, aux], dim=2))
     torch.testing.assert_close(aux_only, aux)
     torch.testing.assert_close(again[0], main, rtol=0, atol=0)
 
 
 def test_inference_pass_row_does_not_depend_on_its_neighbours():
-    network = DualHeadNetwork(n_continuous=6, n_classes=3, hidden_sizes=(32, 32))
-    network.eval()
+    network = _network(n_continuous=6, cardinalities=(), hidden_sizes=(32, 32)).eval()
     X = _inputs(37, 6, ())
     with torch.inference_mode():
-        together = _inferred(network, X, ("main", "aux"), n_rows=16)
+        together = _inferred(network, X, "mean", n_rows=16)
         alone = torch.cat(
-            [_inferred(network, X[i : i + 1], ("main", "aux"), 16) for i in range(37)]
+            [_inferred(network, X[i : i + 1], "mean", 16) for i in range(37)], dim=1
         )
     torch.testing.assert_close(alone, together, rtol=0, atol=0)
 
 
 def test_inference_pass_without_hidden_layers_leaves_the_input_alone():
-    network = DualHeadNetwork(n_continuous=5, n_classes=3, hidden_sizes=()).eval()
+    network = _network(n_continuous=5, cardinalities=(), hidden_sizes=()).eval()
     X = _inputs(16, 5, ())
     before = X.clone()
     with torch.inference_mode():
-        logits = _inferred(network, X, ("main",), n_rows=16)
+        logits = _inferred(network, X, "main", n_rows=16)
         expected = network(X)[0]
     torch.testing.assert_close(logits, expected)
     torch.testing.assert_close(X, before, rtol=0, atol=0)
@@ -181,31 +206,29 @@ def table():
 
 def test_estimator_fits_a_raw_table_with_periodic_embedding(table):
     X, y = table
-    clf = DualHeadClassifier(numerical_embedding="periodic", **FAST).fit(X, y)
-    module = clf.net_.module_
-    assert isinstance(module.numerical_embedding, PeriodicEmbedding)
+    clf = fast_classifier(numerical_embedding="periodic").fit(X, y)
+    network = clf.network_
+    assert isinstance(network.numerical_embedding, PeriodicEmbedding)
     # Every continuous column is embedded; the high-cardinality city keeps
     # its category embedding.
     n_columns = len(clf.preprocessor_.get_feature_names_out())
     n_embedded = len(clf.preprocessor_.category_cardinalities_)
-    assert module.numerical_embedding.frequencies.shape[0] == n_columns - n_embedded
-    assert len(module.embeddings) == n_embedded == 1
+    assert network.numerical_embedding.frequencies.shape[1] == n_columns - n_embedded
+    assert len(network.embeddings) == n_embedded == 1
     proba = clf.predict_proba(X)
     assert proba.shape == (len(y), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert clf.score(X, y) > 0.6
 
 
-def test_default_fit_is_unchanged_by_the_option(table):
+def test_periodic_embedding_changes_the_fit(table):
     X, y = table
-    default = DualHeadClassifier(**FAST).fit(X, y)
-    explicit = DualHeadClassifier(numerical_embedding=None, **FAST).fit(X, y)
-    periodic = DualHeadClassifier(numerical_embedding="periodic", **FAST).fit(X, y)
-    np.testing.assert_array_equal(default.predict_proba(X), explicit.predict_proba(X))
+    default = fast_classifier().fit(X, y)
+    periodic = fast_classifier(numerical_embedding="periodic").fit(X, y)
     assert not np.allclose(default.predict_proba(X), periodic.predict_proba(X))
 
 
 def test_unknown_numerical_embedding_is_a_clear_error(table):
     X, y = table
     with pytest.raises(InvalidParameterError, match="'numerical_embedding'.*periodic"):
-        DualHeadClassifier(numerical_embedding="fourier", **FAST).fit(X, y)
+        fast_classifier(numerical_embedding="fourier").fit(X, y)

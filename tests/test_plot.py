@@ -73,18 +73,21 @@ def test_loss_curves_show_every_term(fitted):
         "consistency (KL)",
         "validation log loss",
     ]
+    (member,) = model.members_
     for ax in axes[:4]:
         train, valid = (
             line for line in ax.lines if line.get_label() in ("train", "valid")
         )
-        np.testing.assert_array_equal(train.get_xdata(), model.history_[:, "epoch"])
-        assert len(valid.get_ydata()) == model.n_epochs_
+        np.testing.assert_array_equal(
+            train.get_xdata(), [row["epoch"] for row in member.history]
+        )
+        assert len(valid.get_ydata()) == member.n_epochs
         assert ax.get_xlabel() == "Epoch" and ax.get_ylabel()
     np.testing.assert_allclose(
-        axes[1].lines[0].get_ydata(), model.history_[:, "train_main_loss"]
+        axes[1].lines[0].get_ydata(), [row["train_main_loss"] for row in member.history]
     )
-    if model.best_epoch_ < model.n_epochs_:
-        assert any(line.get_label() == "best epoch" for line in axes[0].lines)
+    assert member.best_epoch < member.n_epochs
+    assert any(line.get_label() == "best epoch" for line in axes[0].lines)
 
 
 def test_loss_curves_without_validation_data():
@@ -93,7 +96,7 @@ def test_loss_curves_without_validation_data():
         hidden_sizes=(8,), max_epochs=3, early_stopping=False, n_networks=1,
         random_state=0,
     ).fit(X, y)
-    axes = plot_loss_curves(model.history_)
+    axes = plot_loss_curves(model.members_[0].history)
     assert len(axes) == 4
     assert all(len(ax.lines) == 1 for ax in axes)
 

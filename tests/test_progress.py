@@ -53,8 +53,9 @@ def test_verbose_2_stops_early_with_the_bar_closed(data, capsys):
         verbose=2, hidden_sizes=(8,), max_epochs=200, n_iter_no_change=1,
         n_networks=1, random_state=0,
     ).fit(*data)
-    assert model.n_epochs_ < 200
-    assert f"{model.n_epochs_}/200" in capsys.readouterr().err
+    (member,) = model.members_
+    assert member.n_epochs < 200
+    assert f"{member.n_epochs}/200" in capsys.readouterr().err
 
 
 def test_verbose_2_without_tqdm_says_what_to_install(data, monkeypatch):

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 import sk_dualhead
 from sk_dualhead import DualHeadClassifier
-from sk_dualhead._engine import DualHeadNet
+from sk_dualhead._engine import PackedNet, member_log_proba
 from sk_dualhead.losses import DualHeadLoss
 from sk_dualhead.strategies import STRATEGIES, build_loss
 
@@ -466,7 +466,7 @@ def test_handled_input_gives_valid_probabilities(X_fit, y_fit, X_new, params):
 
 def _poison_weights_at_epoch(monkeypatch, epoch, value=float("nan")):
     """Make the network's weights non-finite at the start of ``epoch``."""
-    original = DualHeadNet.on_epoch_begin
+    original = PackedNet.on_epoch_begin
 
     def on_epoch_begin(net, *args, **kwargs):
         original(net, *args, **kwargs)
@@ -474,22 +474,19 @@ def _poison_weights_at_epoch(monkeypatch, epoch, value=float("nan")):
             with torch.no_grad():
                 next(net.module_.parameters()).fill_(value)
 
-    monkeypatch.setattr(DualHeadNet, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(PackedNet, "on_epoch_begin", on_epoch_begin)
 
 
-def _interrupt_at_epoch(monkeypatch, epoch, network=1):
-    """Simulate a user's Ctrl-C at the start of ``epoch`` of ``network``."""
-    original = DualHeadNet.on_epoch_begin
-    nets = []
+def _interrupt_at_epoch(monkeypatch, epoch):
+    """Simulate a user's Ctrl-C at the start of ``epoch``."""
+    original = PackedNet.on_epoch_begin
 
     def on_epoch_begin(net, *args, **kwargs):
         original(net, *args, **kwargs)
-        if not any(seen is net for seen in nets):
-            nets.append(net)
-        if len(nets) == network and len(net.history) == epoch:
+        if len(net.history) == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(DualHeadNet, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(PackedNet, "on_epoch_begin", on_epoch_begin)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -524,7 +521,7 @@ def _fitted_state(clf):
         "keys": sorted(clf.__dict__),
         "n_features_in_": clf.n_features_in_,
         "classes_": clf.classes_.tolist(),
-        "net_": id(clf.net_),
+        "network_": id(clf.network_),
         "proba": clf.predict_proba(X),
     }
 
@@ -537,7 +534,7 @@ def test_failed_refit_leaves_the_previous_model_intact(monkeypatch):
     failures = [
         # Fails after validate_data has set n_features_in_ and feature names.
         lambda: clf.fit(wide, np.zeros(40)),
-        # Fails in training, after classes_, preprocessor_ and net_ are built.
+        # Fails in training, after classes_, preprocessor_ and the net are built.
         lambda: (_poison_weights_at_epoch(monkeypatch, 2), clf.fit(wide, labels)),
         # A Ctrl-C before any epoch is complete.
         lambda: (_interrupt_at_epoch(monkeypatch, 1), clf.fit(wide, labels)),
@@ -599,21 +596,31 @@ def test_every_loss_is_finite_for_extreme_logits(strategy, scale):
 # ------------------------------------------------------------------ Ctrl-C
 
 
-def test_ctrl_c_keeps_the_best_epoch_so_far_with_a_warning(monkeypatch):
+@pytest.mark.parametrize("n_networks", [1, 3])
+def test_ctrl_c_keeps_the_best_epoch_so_far_with_a_warning(monkeypatch, n_networks):
     _interrupt_at_epoch(monkeypatch, 6)
     clf = DualHeadClassifier(
-        **{**TINY, "max_epochs": 30, "lr": 0.05}, n_iter_no_change=50
+        **{**TINY, "max_epochs": 30, "lr": 0.05, "n_networks": n_networks},
+        n_iter_no_change=50,
+        tol=0.0,
     )
     with pytest.warns(
-        UserWarning, match=r"interrupted.*after 5 complete epoch.*" r"best epoch so far"
+        UserWarning,
+        match=r"interrupted.*after 5 complete epoch.*weights of its best epoch so far",
     ):
         clf.fit(X, y)
-    assert clf.n_epochs_ == len(clf.history_) == 5
-    losses = clf.history_[:, "valid_log_loss"]
-    assert clf.best_epoch_ == int(np.argmin(losses)) + 1
-    stopper = dict(clf.net_.callbacks_)["early_stopping"]
-    for name, value in clf.net_.module_.state_dict().items():
-        torch.testing.assert_close(value, stopper.best_model_weights_[name])
+    log_probas = member_log_proba(
+        clf.network_, clf.members_, torch.from_numpy(clf.preprocessor_.transform(X)),
+        predict_head=clf.predict_head, prior_correction=None,
+    )
+    for member, log_proba in zip(clf.members_, log_probas):
+        assert member.n_epochs == len(member.history) == 5
+        losses = [row["valid_log_loss"] for row in member.history]
+        assert member.best_epoch == int(np.argmin(losses)) + 1
+        # The member holds its best epoch's weights and calibrator.
+        rows = member.valid_rows
+        held_out = -log_proba[rows, y[rows]].mean()
+        assert held_out == pytest.approx(min(losses), rel=1e-5)
     assert_valid_proba(clf.predict_proba(X), len(X))
 
 
@@ -622,7 +629,8 @@ def test_ctrl_c_without_early_stopping_keeps_the_epochs_done(monkeypatch):
     clf = DualHeadClassifier(**{**TINY, "max_epochs": 30}, early_stopping=False)
     with pytest.warns(UserWarning, match="3 complete epoch.*weights reached"):
         clf.fit(X, y)
-    assert clf.n_epochs_ == clf.best_epoch_ == 3
+    (member,) = clf.members_
+    assert member.n_epochs == member.best_epoch == 3
     assert_valid_proba(clf.predict_proba(X), len(X))
 
 
@@ -634,30 +642,10 @@ def test_early_stopping_is_not_taken_for_ctrl_c():
             lr=0.1,
             max_epochs=200,
             n_iter_no_change=2,
-            n_networks=1,
+            n_networks=2,
             random_state=0,
         ).fit(X, y)
-    assert clf.n_epochs_ < 200
-    assert not clf.net_.interrupted_
-
-
-@pytest.mark.parametrize(
-    "epoch, message, n_kept",
-    [
-        (4, r"after 3 complete epoch.*best epoch so far.*2 of n_networks=3", 2),
-        (1, r"in the first epoch of network 2, and 1 of n_networks=3", 1),
-    ],
-)
-def test_ctrl_c_in_a_later_network_keeps_the_networks_done(
-    monkeypatch, epoch, message, n_kept
-):
-    _interrupt_at_epoch(monkeypatch, epoch, network=2)
-    clf = DualHeadClassifier(**{**TINY, "max_epochs": 10, "n_networks": 3})
-    with pytest.warns(UserWarning, match=message):
-        clf.fit(X, y)
-    assert len(clf.nets_) == len(clf.calibrators_) == n_kept
-    assert clf.n_epochs_ == 10  # the first network finished
-    assert_valid_proba(clf.predict_proba(X), len(X))
+    assert all(member.n_epochs < 200 for member in clf.members_)
 
 
 def test_ctrl_c_in_the_first_epoch_propagates(monkeypatch):
@@ -695,7 +683,7 @@ def test_round_trip_is_silent_and_identical(frame_model, round_trip):
 
 
 def test_version_mismatch_warns_on_load(array_model, monkeypatch):
-    monkeypatch.setattr(sk_dualhead, "__version__", "0.0.1")
+    monkeypatch.setattr(sk_dualhead.estimator, "__version__", "0.0.1")
     payload = pickle.dumps(array_model)
     monkeypatch.undo()
     with pytest.warns(

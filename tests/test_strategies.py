@@ -6,10 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import make_classification
+from conftest import fast_classifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
 from sk_dualhead import DualHeadClassifier
-from sk_dualhead._engine import DualHeadNet
+from sk_dualhead._engine import PackedNet, member_log_proba
+from sk_dualhead.losses import FocalLoss, GeneralizedCrossEntropy, SmoothedCrossEntropy
 from sk_dualhead.metrics import expected_calibration_error
 from sk_dualhead.strategies import (
     STRATEGIES,
@@ -19,7 +21,6 @@ from sk_dualhead.strategies import (
     resolve_strategy,
 )
 
-FAST = dict(hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0)
 COUNTS = np.array([60, 30, 10])
 
 
@@ -114,23 +115,32 @@ def test_knobs_override_the_entry_where_the_loss_takes_them():
         class_balance_beta=0.99,
         gamma=1.0,
     )
-    assert entry.aux_params == {"q": 0.5}  # a GCE takes no label smoothing
-    assert entry.main_params == {"gamma": 1.0}
+    assert entry.aux_loss == GeneralizedCrossEntropy(q=0.5)  # takes no smoothing
+    assert entry.main_loss == FocalLoss(gamma=1.0)
     assert entry.adversarial_epsilon == 0.2
     assert entry.class_balance_beta == 0.99
-    assert resolve_strategy("confidence_aware", confidence_penalty=0.0).aux_params == {
-        "label_smoothing": 0.1,
-        "confidence_penalty": 0.0,
-    }
+    assert resolve_strategy("confidence_aware", confidence_penalty=0.0).aux_loss == (
+        SmoothedCrossEntropy(label_smoothing=0.1, confidence_penalty=0.0)
+    )
+    assert resolve_strategy("balanced", loss_weights=(1, 0, 0)).weights == (1, 0, 0)
     # None keeps the strategy's value, and the table itself is never changed.
-    assert resolve_strategy("adversarial", noise_q=None).aux_params == {"q": 0.7}
+    assert resolve_strategy("adversarial", noise_q=None).aux_loss.q == 0.7
     assert STRATEGIES["adversarial"].adversarial_epsilon == 0.05
+    assert STRATEGIES["adversarial"].main_loss == FocalLoss(gamma=2.0)
 
 
-def test_adaptive_gamma_is_a_knob(binary):
+def test_adaptive_gamma_is_a_knob(binary, monkeypatch):
     X, y = binary
-    clf = DualHeadClassifier(gamma="adaptive", **FAST).fit(X, y)
-    assert clf.net_.criterion_.main_loss.keywords["gamma"] == "adaptive"
+    seen = []
+    real_init = PackedNet.initialize
+
+    def initialize(net):
+        seen.append(net.criterion.main_loss)
+        return real_init(net)
+
+    monkeypatch.setattr(PackedNet, "initialize", initialize)
+    fast_classifier(gamma="adaptive").fit(X, y)
+    assert seen == [FocalLoss(gamma="adaptive")]
     with pytest.raises(ValueError, match="gamma"):
         DualHeadClassifier(gamma="steep").fit(X, y)
 
@@ -148,11 +158,11 @@ def test_class_balancing_needs_counts(batch):
 @pytest.mark.parametrize("name", sorted(STRATEGIES) + ["auto"])
 def test_every_strategy_trains(name, binary):
     X, y = binary
-    clf = DualHeadClassifier(name, **FAST).fit(X, y)
+    clf = fast_classifier(name).fit(X, y)
     assert clf.strategy_ in STRATEGIES
     if name != "auto":
         assert clf.strategy_ == name
-    losses = clf.history_[:, "train_loss"]
+    losses = [row["train_loss"] for row in clf.members_[0].history]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     proba = clf.predict_proba(X)
@@ -169,19 +179,23 @@ def test_focal_smooth_undoes_its_prior_shift(binary):
         calibration=None,
         early_stopping=False,
         predict_head="main",
-        **FAST,
+        hidden_sizes=(16,), max_epochs=15, lr=1e-2, n_networks=1, random_state=0,
     ).fit(X, y)
     raw = (1 - 0.999) / (1 - 0.999 ** np.array([150.0, 30.0]))
     np.testing.assert_allclose(
         clf.prior_correction_, -np.log(raw / raw.mean()), rtol=1e-6
     )
     # The correction is added to both heads' logits before the softmax.
-    main, _ = clf.net_.predict_logits(
-        torch.from_numpy(clf.preprocessor_.transform(X)), heads=("main",)
-    )
+    features = torch.from_numpy(clf.preprocessor_.transform(X))
+    with torch.inference_mode():
+        main = clf.network_(features)[0][0].double()
     expected = torch.log_softmax(main + torch.from_numpy(clf.prior_correction_), dim=1)
-    np.testing.assert_allclose(clf.predict_log_proba(X), expected.numpy(), rtol=1e-10)
-    assert DualHeadClassifier(**FAST).fit(X, y).prior_correction_ is None
+    np.testing.assert_allclose(clf.predict_log_proba(X), expected.numpy(), rtol=2e-5)
+    uncorrected = member_log_proba(
+        clf.network_, clf.members_, features, predict_head="main", prior_correction=None
+    )[0]
+    assert not np.allclose(uncorrected, expected.numpy(), rtol=1e-2)
+    assert fast_classifier().fit(X, y).prior_correction_ is None
 
 
 # ----------------------------------------------------------- adversarial
@@ -202,60 +216,66 @@ def _table(n=240, seed=0):
 
 def _record_inputs(monkeypatch):
     seen = []
-    original = DualHeadNet.infer
+    original = PackedNet.infer
 
     def infer(self, x, **fit_params):
         if self.module_.training:
             seen.append(x.detach().clone())
         return original(self, x, **fit_params)
 
-    monkeypatch.setattr(DualHeadNet, "infer", infer)
+    monkeypatch.setattr(PackedNet, "infer", infer)
     return seen
 
 
 def test_fgsm_moves_continuous_columns_only(monkeypatch):
     X, y = _table()
     seen = _record_inputs(monkeypatch)
-    clf = DualHeadClassifier(
-        "adversarial",
-        adversarial_epsilon=0.1,
-        early_stopping=False,
-        **{**FAST, "max_epochs": 1},
+    clf = fast_classifier(
+        "adversarial", adversarial_epsilon=0.1, early_stopping=False, max_epochs=1,
+        n_networks=2,
     ).fit(X, y)
-    n_continuous = clf.net_.module_.n_continuous
+    n_continuous = clf.network_.n_continuous
     assert len(clf.preprocessor_.category_cardinalities_) == 1
-    # Each batch is seen clean, then perturbed.
-    assert len(seen) == 2 * clf.history_[-1, "train_batch_count"]
+    # Each batch is seen clean, then perturbed: each member its own copy.
+    assert len(seen) == 2 * clf.members_[0].history[-1]["train_batch_count"]
     for clean, perturbed in zip(seen[::2], seen[1::2]):
+        assert clean.shape[0] == perturbed.shape[0] == 2
         step = perturbed - clean
-        np.testing.assert_array_equal(step[:, n_continuous:], 0)
-        continuous = step[:, :n_continuous].abs()
-        assert torch.all((continuous - 0.1).abs() < 1e-6)
+        np.testing.assert_array_equal(step[..., n_continuous:], 0)
+        continuous = step[..., :n_continuous].abs()
+        # epsilon times the gradient's sign, which is 0 where the gradient
+        # is (a row whose hidden units are all off in a member).
+        moved = (continuous - 0.1).abs() < 1e-6
+        assert torch.all(moved | (continuous == 0)) and moved.float().mean() > 0.9
+        # Each member moves by the sign of its own gradient.
+        assert not torch.equal(step[0], step[1])
 
 
 def test_no_adversarial_pass_without_epsilon(monkeypatch):
     X, y = _table()
     seen = _record_inputs(monkeypatch)
-    clf = DualHeadClassifier(early_stopping=False, **{**FAST, "max_epochs": 1}).fit(
-        X, y
-    )
-    assert len(seen) == clf.history_[-1, "train_batch_count"]
+    clf = fast_classifier(early_stopping=False, max_epochs=1).fit(X, y)
+    assert len(seen) == clf.members_[0].history[-1]["train_batch_count"]
 
 
-def test_fgsm_raises_the_main_loss():
+def test_fgsm_raises_the_main_loss(monkeypatch):
     # The perturbed batch is the worst case to first order: its main loss
-    # exceeds the clean one, so the adversarial term is positive.
+    # exceeds the clean one, so each member's adversarial term is positive.
+    changes = []
+    original = PackedNet._adversarial_main_loss
+
+    def record(self, Xi, target, weight, terms, epsilon, **fit_params):
+        change = original(self, Xi, target, weight, terms, epsilon, **fit_params)
+        changes.append(change.item())
+        return change
+
+    monkeypatch.setattr(PackedNet, "_adversarial_main_loss", record)
     X, y = _table()
-    clf = DualHeadClassifier("adversarial", early_stopping=False, **FAST).fit(X, y)
-    net = clf.net_
-    features = torch.from_numpy(clf.preprocessor_.transform(X))
-    target = torch.tensor(y.to_numpy())
-    weight = torch.ones(len(target))
-    net._set_training(False)
-    Xi = features.clone().requires_grad_(True)
-    terms = net.get_loss_terms(net.infer(Xi), (target, weight))
-    change = net._adversarial_main_loss(Xi, (target, weight), terms)
-    assert change.item() > 0
+    # Without dropout, the clean and the perturbed pass see the same network.
+    fast_classifier(
+        "adversarial", early_stopping=False, max_epochs=3, n_networks=2, dropout=0.0
+    ).fit(X, y)
+    assert len(changes) > 0 and all(change > 0 for change in changes)
 
 
 # ----------------------------------------------------------------- auto
@@ -318,17 +338,17 @@ def test_auto_noise_branches_from_the_estimate(clean_and_noisy):
 
 def test_auto_in_the_estimator_explains_itself(clean_and_noisy):
     X, y, noisy = clean_and_noisy
-    clf = DualHeadClassifier("auto", **FAST).fit(X, noisy)
+    clf = fast_classifier("auto").fit(X, noisy)
     assert clf.strategy_ == "adversarial"
     rate = float(clf.strategy_reason_.split("regression ")[1].split()[0])
     assert rate > 0.2
     imbalanced = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:20]]
-    clf = DualHeadClassifier("auto", **FAST).fit(X[imbalanced], y[imbalanced])
+    clf = fast_classifier("auto").fit(X[imbalanced], y[imbalanced])
     assert clf.strategy_ == "focal_smooth"
     assert clf.strategy_reason_.startswith("minority/majority class ratio 0.0")
-    clf = DualHeadClassifier("auto", calibrated_probabilities=True, **FAST).fit(X, y)
+    clf = fast_classifier("auto", calibrated_probabilities=True).fit(X, y)
     assert clf.strategy_ == "confidence_aware"
-    assert DualHeadClassifier(**FAST).fit(X, y).strategy_reason_ == (
+    assert fast_classifier().fit(X, y).strategy_reason_ == (
         "strategy='balanced' was given"
     )
 
@@ -342,7 +362,7 @@ def test_grid_search_over_strategies_and_knobs(binary):
         {"strategy": ["auto"], "calibration": ["platt"]},
     ]
     search = GridSearchCV(
-        DualHeadClassifier(**{**FAST, "max_epochs": 5}),
+        fast_classifier(max_epochs=5),
         grid,
         cv=StratifiedKFold(2, shuffle=True, random_state=0),
         scoring="neg_log_loss",
