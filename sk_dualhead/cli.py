@@ -21,31 +21,21 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    roc_auc_score,
-)
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler, label_binarize
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import StrOptions
 from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .estimator import DualHeadClassifier
-from .metrics import expected_calibration_error
+from .metrics import SCORE_ECE_BINS, score_probabilities
 from .strategies import STRATEGIES
 
 __all__ = ["main"]
 
 #: Strategies the demo compares, in this order, when the table has them.
 DEMO_STRATEGIES = ("balanced", "focal_smooth", "confidence_aware", "adversarial")
-
-#: Bins of the ECE in every table; test folds of a few hundred rows leave
-#: too few samples per bin for more.
-ECE_BINS = 10
 
 #: Share of positives kept in the demo's imbalanced data set.
 DEMO_POSITIVE_SHARE = 0.05
@@ -56,38 +46,6 @@ class UserError(Exception):
 
 
 # ---------------------------------------------------------------- scoring
-
-
-def score_probabilities(y_true, proba, classes):
-    """ROC AUC, average precision, Brier score, ECE and log loss.
-
-    For two classes the scores are those of ``classes[1]``; for more, ROC
-    AUC and average precision are one-vs-rest macro averages, the Brier score
-    is the multiclass one and the ECE is the top-label ECE.
-    """
-    y_true = np.asarray(y_true)
-    scores = {}
-    if len(classes) == 2:
-        positive = y_true == classes[1]
-        scores["roc_auc"] = roc_auc_score(positive, proba[:, 1])
-        scores["average_precision"] = average_precision_score(positive, proba[:, 1])
-        scores["brier"] = brier_score_loss(positive, proba[:, 1])
-        scores["ece"] = expected_calibration_error(
-            positive, proba[:, 1], n_bins=ECE_BINS
-        )
-    else:
-        scores["roc_auc"] = roc_auc_score(
-            y_true, proba, multi_class="ovr", labels=classes
-        )
-        scores["average_precision"] = average_precision_score(
-            label_binarize(y_true, classes=classes), proba
-        )
-        scores["brier"] = brier_score_loss(y_true, proba, labels=classes)
-        scores["ece"] = expected_calibration_error(
-            y_true, proba, n_bins=ECE_BINS, labels=classes
-        )
-    scores["log_loss"] = log_loss(y_true, proba, labels=classes)
-    return scores
 
 
 class Progress:
@@ -115,7 +73,8 @@ def cross_validate_model(model, X, y, *, cv, random_state, progress, label):
     Returns
     -------
     result : dict
-        ``scores``: one dict of :func:`score_probabilities` per fold, plus
+        ``scores``: one dict of
+        :func:`~sk_dualhead.metrics.score_probabilities` per fold, plus
         ``fit_seconds``; ``proba``: the out-of-fold probabilities of every
         row; ``first_model``: the model fitted on the first fold.
     """
@@ -141,7 +100,7 @@ COLUMNS = {
     "roc_auc": "ROC AUC",
     "average_precision": "AP",
     "brier": "Brier",
-    "ece": f"ECE({ECE_BINS})",
+    "ece": f"ECE({SCORE_ECE_BINS})",
     "log_loss": "log loss",
     "fit_seconds": "fit s",
 }
