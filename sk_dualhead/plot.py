@@ -409,8 +409,14 @@ def plot_decision_curve(
 def _plot_forest(ax, labels, estimate, lower, upper, *, reference, xlabel):
     """Estimates with intervals, one row per label, a vertical line at `reference`."""
     rows = np.arange(len(labels))[::-1]
-    ax.errorbar(estimate, rows, xerr=[estimate - lower, upper - estimate], fmt="o",
-                color="C0", ecolor="C0", capsize=3)
+    # Subgroups without an estimate get no point; a bound that is infinite (a slope
+    # of separated resamples) or missing gets no bar on that side.
+    shown = np.isfinite(estimate)
+    low = np.where(np.isfinite(lower), lower, estimate)
+    high = np.where(np.isfinite(upper), upper, estimate)
+    ax.errorbar(estimate[shown], rows[shown],
+                xerr=[estimate[shown] - low[shown], high[shown] - estimate[shown]],
+                fmt="o", color="C0", ecolor="C0", capsize=3)
     ax.axvline(reference, color="0.45", linestyle="--", linewidth=1)
     ax.set_yticks(rows, labels)
     ax.set_xlabel(xlabel)
