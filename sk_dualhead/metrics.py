@@ -772,10 +772,10 @@ def _spline_design(x, knots):
     return np.column_stack(columns)
 
 
-def _spline_fit(design, outcome, weights):
+def _spline_fit(design, outcome, weights, start=None):
     """Coefficients of the spline calibration model, one row per row of weights."""
     weights = np.atleast_2d(weights)
-    return _logistic_fit(design, np.zeros(len(design)), outcome, weights)
+    return _logistic_fit(design, np.zeros(len(design)), outcome, weights, start=start)
 
 
 def _calibration_errors(design, coef, score, weights):
@@ -843,7 +843,7 @@ def _calibration_slope(logit_p, outcome, weights):
     return float(_weak_calibration(logit_p, outcome, weights)[1][0])
 
 
-def _weak_calibration(logit_p, outcome, weights):
+def _weak_calibration(logit_p, outcome, weights, start=None):
     """Intercept and slope of ``logit P(y) = a + b logit(p)``, one fit per row of weights.
 
     `weights` is of shape (n_samples,) or (n_fits, n_samples) (bootstrap counts, say);
@@ -871,12 +871,14 @@ def _weak_calibration(logit_p, outcome, weights):
     slope[above], slope[below] = np.inf, -np.inf
     if fit.any():
         design = np.column_stack([np.ones_like(logit_p), logit_p])
-        coef = _logistic_fit(design, np.zeros_like(logit_p), outcome, weights[fit])
+        coef = _logistic_fit(
+            design, np.zeros_like(logit_p), outcome, weights[fit], start=start
+        )
         intercept[fit], slope[fit] = coef[:, 0], coef[:, 1]
     return intercept, slope
 
 
-def _calibration_in_the_large(logit_p, outcome, weights):
+def _calibration_in_the_large(logit_p, outcome, weights, start=None):
     """Intercept with ``logit(p)`` as offset, one fit per row of weights; NaN for one class."""
     weights = np.atleast_2d(weights)
     present = weights > 0
@@ -884,11 +886,13 @@ def _calibration_in_the_large(logit_p, outcome, weights):
     intercept = np.full(len(weights), np.nan)
     if both.any():
         design = np.ones((len(logit_p), 1))
-        intercept[both] = _logistic_fit(design, logit_p, outcome, weights[both])[:, 0]
+        intercept[both] = _logistic_fit(
+            design, logit_p, outcome, weights[both], start=start
+        )[:, 0]
     return intercept
 
 
-def _logistic_fit(design, offset, outcome, weights):
+def _logistic_fit(design, offset, outcome, weights, start=None):
     """Unpenalised weighted logistic regression of `outcome` on `design` + `offset`.
 
     Returns the coefficients, one per column of `design`. `weights` of shape
@@ -919,7 +923,9 @@ def _logistic_fit(design, offset, outcome, weights):
         )
 
     coef = np.zeros((len(weights), n_params))
-    if n_params > 1:
+    if start is not None:
+        coef[:] = start
+    elif n_params > 1:
         coef[:, 1] = 1.0
     active = np.arange(len(weights))
     current = loss(coef, active)
@@ -950,14 +956,19 @@ def _logistic_fit(design, offset, outcome, weights):
         before = current[active]
         decrement = np.sum(gradient * step, axis=1)
         size = np.ones(len(active))
-        pending = np.flatnonzero(decrement > 1e-10 * before)
+        checked = decrement > 1e-10 * before
+        pending = np.flatnonzero(checked)
+        after = np.empty(len(active))
         while len(pending):
             trial = loss(c[pending] - size[pending, None] * step[pending], active[pending])
+            # The loss at the accepted step is the next iteration's current loss.
+            after[pending] = trial
             worse = trial > before[pending] - size[pending] * decrement[pending] / 4
             pending = pending[worse]
             size[pending] /= 2
         coef[active] = c - size[:, None] * step
-        current[active] = loss(coef[active], active)
+        after[~checked] = loss(coef[active[~checked]], active[~checked])
+        current[active] = after
     warnings.warn(
         f"The logistic recalibration fit did not converge in {_MAX_NEWTON_ITER} "
         "Newton iterations.",

@@ -619,13 +619,16 @@ def _bootstrap_weights(rng, n_samples, n_bootstrap):
         ).astype(np.float64)
 
 
-def _statistics(outcome, score, weights, ties):
+def _statistics(outcome, score, weights, ties, start=None):
     """Every statistic of :data:`STATISTICS`, one value per row of `weights`.
 
     `ties` (from :func:`_tie_groups`) lets the rank statistics of all rows share one
     sort. An integer row of weights gives the statistic of the data with each sample
-    repeated that many times, which is what a bootstrap resample is.
+    repeated that many times, which is what a bootstrap resample is. `start` holds
+    the recalibration fits of the full data (:func:`_fits`), where the bootstrap's
+    Newton iterations start.
     """
+    start = start or {}
     total = weights.sum(axis=1)
     events = weights @ outcome
     non_events = total - events
@@ -648,18 +651,22 @@ def _statistics(outcome, score, weights, ties):
         scaled_brier = 1 - brier / (rate * (1 - rate))
         observed_expected = events / (weights @ score)
     logit_p = logit(np.clip(score, _EPS, 1 - _EPS))
-    intercept, slope = _weak_calibration(logit_p, outcome, weights)
+    intercept, slope = _weak_calibration(
+        logit_p, outcome, weights, start=start.get("weak")
+    )
     design = _spline_design(logit_p, _spline_knots(logit_p, np.ones_like(score), 3))
     errors = {name: np.full(len(weights), np.nan) for name in ("ici", "e50", "e90", "emax")}
     if both.any():
-        coef = _spline_fit(design, outcome, weights[both])
+        coef = _spline_fit(design, outcome, weights[both], start=start.get("spline"))
         for name, values in _calibration_errors(design, coef, score, weights[both]).items():
             errors[name][both] = values
     values = {
         "roc_auc": auc,
         "average_precision": ap,
         "observed_expected": observed_expected,
-        "calibration_in_the_large": _calibration_in_the_large(logit_p, outcome, weights),
+        "calibration_in_the_large": _calibration_in_the_large(
+            logit_p, outcome, weights, start=start.get("citl")
+        ),
         "calibration_slope": slope,
         "calibration_intercept": intercept,
         **errors,
@@ -667,6 +674,22 @@ def _statistics(outcome, score, weights, ties):
         "scaled_brier": scaled_brier,
     }
     return {name: np.where(both, value, np.nan) for name, value in values.items()}
+
+
+def _fits(outcome, score, estimate):
+    """Coefficients of the full data's recalibration fits, to start the bootstrap's."""
+    fits = {}
+    if np.isfinite(estimate["calibration_slope"]):
+        fits["weak"] = np.array(
+            [estimate["calibration_intercept"], estimate["calibration_slope"]]
+        )
+    if np.isfinite(estimate["calibration_in_the_large"]):
+        fits["citl"] = np.array([estimate["calibration_in_the_large"]])
+    if np.isfinite(estimate["ici"]):
+        logit_p = logit(np.clip(score, _EPS, 1 - _EPS))
+        design = _spline_design(logit_p, _spline_knots(logit_p, np.ones_like(score), 3))
+        fits["spline"] = _spline_fit(design, outcome, np.ones(len(score)))[0]
+    return fits
 
 
 def _tie_groups(score):
@@ -697,13 +720,14 @@ def _bootstrap_intervals(outcome, score, n_bootstrap, rng):
         name: value[0]
         for name, value in _statistics(outcome, score, np.ones((1, len(score))), ties).items()
     }
+    start = _fits(outcome, score, estimate)
     draws = {name: [] for name in estimate}
     with warnings.catch_warnings():
         # A resample can be (nearly) separated by the spline of the calibration curve;
         # its fit then stops at the last Newton iterate, which is kept.
         warnings.simplefilter("ignore", ConvergenceWarning)
         for weights in _bootstrap_weights(rng, len(score), n_bootstrap):
-            for name, value in _statistics(outcome, score, weights, ties).items():
+            for name, value in _statistics(outcome, score, weights, ties, start).items():
                 draws[name].append(value)
     intervals = {}
     for name in estimate:
