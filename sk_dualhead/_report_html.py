@@ -23,12 +23,13 @@ h2 { font-size: 1.2em; border-bottom: 1px solid #999; padding-bottom: 3px;
 .row { display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap; }
 .figure { flex: 0 1 auto; }
 .figure img { max-width: 640px; width: 100%; height: auto; border: 1px solid #ddd; }
-.numbers { flex: 1 1 340px; min-width: 320px; }
+.numbers { flex: 1 1 340px; min-width: 320px; overflow-x: auto; }
 figcaption { font-size: 0.85em; color: #444; max-width: 640px; margin-top: 4px; }
 table { border-collapse: collapse; font-size: 0.88em;
         font-family: 'Helvetica Neue', Arial, sans-serif; margin-bottom: 10px; }
-th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #e4e4e4; }
-th:first-child, td:first-child { text-align: left; }
+th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #e4e4e4;
+         white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; white-space: normal; }
 thead th { border-bottom: 2px solid #555; }
 td.covered { color: #176d2c; } td.partly { color: #8a6100; }
 td.not-coverable { color: #777; }
@@ -36,7 +37,8 @@ td.not-coverable { color: #777; }
 .scroll { max-height: 340px; overflow-y: auto; }
 .stack .numbers { margin-top: 8px; }
 .stack .figure img { max-width: 900px; }
-table.text th, table.text td { text-align: left; vertical-align: top; }
+table.text th, table.text td { text-align: left; vertical-align: top;
+                               white-space: normal; }
 """
 
 
@@ -152,7 +154,8 @@ def _subgroups(report):
         numbers=_table(["Group", "Rows", "Events", "Observed / predicted", "ROC AUC", "O:E",
                 "Slope", "ICI"], rows)
         + '<p class="note">Intervals of small subgroups are wide; a subgroup without '
-        "events or without non-events has no estimates.</p>",
+        "events or without non-events has no estimates; a slope of &infin; means the "
+        "predictions separate its events from its non-events.</p>",
     )
 
 

@@ -302,7 +302,6 @@ def plot_calibration_curve(
     high = max(top, ax.get_xlim()[1] if curves else 0)
     ax.set(xlim=(0, high), ylim=(0, high), ylabel="Observed proportion",
            xlabel=f"Predicted probability (positive class: {pos_label})")
-    ax.set_aspect("equal", adjustable="box")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
     if hist_ax is not None:

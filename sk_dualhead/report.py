@@ -72,7 +72,7 @@ STATISTICS = {
     "roc_auc": ("ROC AUC (c-statistic)", None),
     "average_precision": ("Average precision", None),
     "observed_expected": ("O:E ratio", 1.0),
-    "calibration_in_the_large": ("Calibration-in-the-large (intercept, slope fixed at 1)", 0.0),
+    "calibration_in_the_large": ("Calibration-in-the-large (intercept, slope 1)", 0.0),
     "calibration_slope": ("Calibration slope", 1.0),
     "calibration_intercept": ("Intercept of the recalibration model", 0.0),
     "ici": ("ICI", 0.0),
@@ -599,12 +599,16 @@ def _groups(groups, X, n_samples):
                 f"groups={groups!r} names a column, but X is not a DataFrame with it."
             )
         groups = X[groups]
+    # Categories keep their own order (age bands, say); other values are sorted.
+    categories = getattr(getattr(groups, "cat", None), "categories", None)
     groups = pd.Series(np.asarray(groups, dtype=object)).fillna("(missing)").astype(str)
     if len(groups) != n_samples:
         raise ValueError(
             f"groups has {len(groups)} values; the data have {n_samples} rows."
         )
-    return groups.to_numpy()
+    order = [] if categories is None else [str(c) for c in categories]
+    order += sorted(set(groups) - set(order))
+    return pd.Categorical(groups, categories=[g for g in order if g in set(groups)])
 
 
 def _bootstrap_weights(rng, n_samples, n_bootstrap):
@@ -745,8 +749,8 @@ def _metric_table(outcome, score, n_bootstrap, rng):
 
 def _subgroup_table(outcome, score, groups, n_bootstrap, rng):
     rows = {}
-    for group in sorted(set(groups)):
-        rows_of_group = groups == group
+    for group in groups.categories:
+        rows_of_group = np.asarray(groups == group)
         o, s = outcome[rows_of_group], score[rows_of_group]
         row = {"n_samples": int(rows_of_group.sum()), "n_events": int(o.sum())}
         if 0 < o.sum() < len(o):
