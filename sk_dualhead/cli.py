@@ -274,7 +274,7 @@ def demo_figures(datasets, results, out):
             for model_name in panel:
                 plot_calibration_curve(
                     y, results[(data_name, model_name)]["proba"], name=model_name,
-                    ax=ax, hist_ax=hist_ax,
+                    ax=ax, hist_ax=hist_ax, hist="model",
                 )
             ax.set_title(f"{data_name} ({y.mean():.0%} malignant)", fontsize="medium")
             ax.set_xlabel("")

@@ -214,6 +214,7 @@ def plot_calibration_curve(
     pos_label=None,
     ax=None,
     hist_ax=None,
+    hist="outcome",
     color=None,
 ):
     """Draw a smoothed calibration curve with its 95% band, and the predictions beneath.
@@ -248,9 +249,13 @@ def plot_calibration_curve(
         Axes to draw on; a new figure is created when ``None``.
 
     hist_ax : matplotlib Axes, default=None
-        When given, the distribution of the predictions is drawn on it: for
-        one model, the events above the axis and the non-events below it; for
-        several, one step histogram each.
+        When given, the distribution of the predictions is drawn on it, as
+        `hist` says.
+
+    hist : {"outcome", "model"}, default="outcome"
+        "outcome": the predictions of events above the axis and of non-events
+        below it, for a panel of one model; "model": one step histogram of all
+        the predictions, on a log scale, for panels that compare models.
 
     color : color, default=None
         Colour of the curve; the next colour of the axes' cycle by default.
@@ -304,9 +309,11 @@ def plot_calibration_curve(
            xlabel=f"Predicted probability (positive class: {pos_label})")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
+    if hist not in ("outcome", "model"):
+        raise ValueError(f"hist must be 'outcome' or 'model'; got {hist!r}.")
     if hist_ax is not None:
         _prediction_histogram(hist_ax, y_true == pos_label, y_prob, line.get_color(),
-                              name, high, mirrored=not curves)
+                              name, high, mirrored=hist == "outcome")
         hist_ax.set_xlabel(ax.get_xlabel())
     return ax
 
@@ -336,6 +343,7 @@ def _prediction_histogram(ax, outcome, y_prob, color, name, high, mirrored):
     else:
         ax.hist(y_prob, bins=edges, histtype="step", color=color, linewidth=1.5,
                 label=name)
+        ax.set_yscale("log")
         ax.set_ylabel("Count")
     ax.set_xlim(0, high)
 
