@@ -277,6 +277,8 @@ def plot_calibration_curve(
     >>> ax.get_legend().get_texts()[1].get_text()[:12]
     'model (ICI 0'
     """
+    if hist not in ("outcome", "model"):
+        raise ValueError(f"hist must be 'outcome' or 'model'; got {hist!r}.")
     y_true, y_prob, pos_label = _binary_scores(y_true, y_prob, pos_label)
     if ax is None:
         _, (ax, hist_ax) = _pyplot().subplots(
@@ -309,8 +311,6 @@ def plot_calibration_curve(
            xlabel=f"Predicted probability (positive class: {pos_label})")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
-    if hist not in ("outcome", "model"):
-        raise ValueError(f"hist must be 'outcome' or 'model'; got {hist!r}.")
     if hist_ax is not None:
         _prediction_histogram(hist_ax, y_true == pos_label, y_prob, line.get_color(),
                               name, high, mirrored=hist == "outcome")

@@ -177,3 +177,16 @@ def test_decision_curve_draws_references_once(fitted):
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels == ["Treat all", "Treat none", "a", "b"]
     np.testing.assert_allclose(ax.lines[2].get_ydata(), net_benefit(y, proba, [0.1, 0.2, 0.3]))
+
+
+def test_calibration_curve_histogram_per_model(fitted):
+    from sk_dualhead.plot import plot_calibration_curve
+
+    _, y, proba = fitted
+    _, (ax, hist_ax) = plt.subplots(2)
+    plot_calibration_curve(y, proba, ax=ax, hist_ax=hist_ax, hist="model")
+    plot_calibration_curve(y, proba[:, 1] ** 2, ax=ax, hist_ax=hist_ax, hist="model")
+    assert len(hist_ax.patches) == 2  # one step histogram per model
+    assert hist_ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="hist must be"):
+        plot_calibration_curve(y, proba, hist="bins")
