@@ -114,9 +114,8 @@ def test_bootstrap_intervals_cover_at_the_nominal_rate():
     """200 simulated validation sets; the 95% intervals should cover about 190 times.
 
     The truth: predictions p with outcomes from expit(0.3 + 0.8 logit p), so the
-    calibration slope is 0.8; scores of events N(1, 1) against non-events N(0, 1)
-    would give an AUC of Phi(1/sqrt(2)), but here the AUC is checked through its
-    population value computed on a very large sample.
+    calibration slope is 0.8; the population ROC AUC of this design is computed on
+    two million rows drawn the same way.
     """
     rng = np.random.default_rng(0)
     n, n_sim, a, b = 400, 200, 0.3, 0.8
