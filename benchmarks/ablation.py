@@ -37,18 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    roc_auc_score,
-)
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
 from benchmarks.datasets import DATASETS
 from sk_dualhead import DualHeadClassifier
-from sk_dualhead.metrics import expected_calibration_error
+from sk_dualhead.metrics import score_probabilities
 
 #: Trained network -> estimator parameters. Each network is reported raw
 #: and, where listed in :data:`ROWS`, with its temperature scaling.
@@ -84,19 +78,18 @@ ROWS = {
     "adversarial + temperature": ("adversarial", True),
 }
 
-METRICS = ("roc_auc", "ap", "brier", "log_loss", "ece")
+METRICS = ("roc_auc", "average_precision", "brier", "log_loss", "ece")
 
 
-def score(y, proba):
-    """The five metrics of the probabilities ``proba`` of class 1."""
-    proba = np.clip(proba, 1e-15, 1 - 1e-15)
-    return {
-        "roc_auc": roc_auc_score(y, proba),
-        "ap": average_precision_score(y, proba),
-        "brier": brier_score_loss(y, proba),
-        "log_loss": log_loss(y, proba, labels=[0, 1]),
-        "ece": expected_calibration_error(y, proba, n_bins=15),
-    }
+def _upgrade(cached):
+    """A cached table's results, written before the scores were shared with the CLI.
+
+    Those caches named average precision "ap"; the numbers are the same.
+    """
+    for scores in cached["results"].values():
+        if "ap" in scores:
+            scores["average_precision"] = scores.pop("ap")
+    return cached
 
 
 def positive_probability(clf, X, positive, calibrated):
@@ -131,7 +124,7 @@ def run_dataset(name, folds, repeats, seed=0):
         }
         for row, (network, calibrated) in ROWS.items():
             proba = positive_probability(fitted[network], X.iloc[test], 1, calibrated)
-            for metric, value in score(y[test], proba).items():
+            for metric, value in score_probabilities(y[test], proba, [0, 1]).items():
                 results[row][metric].append(float(value))
         print(f"{name} fold {fold}: {time.time() - started:.0f}s", flush=True)
     return {
@@ -204,7 +197,7 @@ def main():
         path = cache / f"{name}.json"
         if not path.exists():
             path.write_text(json.dumps(run_dataset(name, args.folds, args.repeats)))
-        all_results[name] = json.loads(path.read_text())
+        all_results[name] = _upgrade(json.loads(path.read_text()))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(markdown(all_results))

@@ -37,12 +37,6 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    roc_auc_score,
-)
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import FunctionTransformer, make_pipeline
@@ -50,7 +44,7 @@ from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 from torch import nn
 
 from sk_dualhead import DualHeadClassifier
-from sk_dualhead.metrics import expected_calibration_error
+from sk_dualhead.metrics import score_probabilities
 from sk_dualhead.strategies import STRATEGIES
 
 from .datasets import DATASETS
@@ -361,15 +355,8 @@ def score(datasets, model_names, *, n_splits, n_repeats, results=RESULTS, factor
                     & (predictions.repeat == repeat)
                 ].drop_duplicates(["fold", "row"])
                 truth = target[oof.row.to_numpy()]
-                proba = np.clip(oof.proba.to_numpy(), 1e-7, 1 - 1e-7)
                 per_repeat.append(
-                    {
-                        "roc_auc": roc_auc_score(truth, proba),
-                        "average_precision": average_precision_score(truth, proba),
-                        "brier": brier_score_loss(truth, proba),
-                        "log_loss": log_loss(truth, proba),
-                        "ece": expected_calibration_error(truth, proba, n_bins=15),
-                    }
+                    score_probabilities(truth, oof.proba.to_numpy(), [0, 1])
                 )
             row = pd.DataFrame(per_repeat).mean().to_dict()
             row["fit_seconds"] = mine[mine.repeat.isin(complete)].fit_seconds.mean()

@@ -1,8 +1,9 @@
-"""The ``sk-dualhead`` command line: ``demo``, ``fit`` and ``predict``.
+"""The ``sk-dualhead`` command line: ``demo``, ``fit``, ``predict`` and ``report``.
 
 ``demo`` compares the strategies with two strong baselines on data that ships
 with scikit-learn; ``fit`` cross-validates and trains a model on a CSV or
-Parquet table and saves it; ``predict`` applies a saved model to a table.
+Parquet table and saves it; ``predict`` applies a saved model to a table;
+``report`` writes the validation report of a saved model on a table.
 Results go to stdout and progress to stderr, so the results can be piped.
 Mistakes a user can fix (a wrong column name, an unreadable file) end with a
 one-line message on stderr and exit status 1, without a traceback.
@@ -21,31 +22,21 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    roc_auc_score,
-)
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler, label_binarize
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import StrOptions
 from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .estimator import DualHeadClassifier
-from .metrics import expected_calibration_error
+from .metrics import SCORE_ECE_BINS, score_probabilities
 from .strategies import STRATEGIES
 
 __all__ = ["main"]
 
 #: Strategies the demo compares, in this order, when the table has them.
 DEMO_STRATEGIES = ("balanced", "focal_smooth", "confidence_aware", "adversarial")
-
-#: Bins of the ECE in every table; test folds of a few hundred rows leave
-#: too few samples per bin for more.
-ECE_BINS = 10
 
 #: Share of positives kept in the demo's imbalanced data set.
 DEMO_POSITIVE_SHARE = 0.05
@@ -56,38 +47,6 @@ class UserError(Exception):
 
 
 # ---------------------------------------------------------------- scoring
-
-
-def score_probabilities(y_true, proba, classes):
-    """ROC AUC, average precision, Brier score, ECE and log loss.
-
-    For two classes the scores are those of ``classes[1]``; for more, ROC
-    AUC and average precision are one-vs-rest macro averages, the Brier score
-    is the multiclass one and the ECE is the top-label ECE.
-    """
-    y_true = np.asarray(y_true)
-    scores = {}
-    if len(classes) == 2:
-        positive = y_true == classes[1]
-        scores["roc_auc"] = roc_auc_score(positive, proba[:, 1])
-        scores["average_precision"] = average_precision_score(positive, proba[:, 1])
-        scores["brier"] = brier_score_loss(positive, proba[:, 1])
-        scores["ece"] = expected_calibration_error(
-            positive, proba[:, 1], n_bins=ECE_BINS
-        )
-    else:
-        scores["roc_auc"] = roc_auc_score(
-            y_true, proba, multi_class="ovr", labels=classes
-        )
-        scores["average_precision"] = average_precision_score(
-            label_binarize(y_true, classes=classes), proba
-        )
-        scores["brier"] = brier_score_loss(y_true, proba, labels=classes)
-        scores["ece"] = expected_calibration_error(
-            y_true, proba, n_bins=ECE_BINS, labels=classes
-        )
-    scores["log_loss"] = log_loss(y_true, proba, labels=classes)
-    return scores
 
 
 class Progress:
@@ -115,14 +74,16 @@ def cross_validate_model(model, X, y, *, cv, random_state, progress, label):
     Returns
     -------
     result : dict
-        ``scores``: one dict of :func:`score_probabilities` per fold, plus
+        ``scores``: one dict of
+        :func:`~sk_dualhead.metrics.score_probabilities` per fold, plus
         ``fit_seconds``; ``proba``: the out-of-fold probabilities of every
-        row; ``first_model``: the model fitted on the first fold.
+        row; ``first_model``: the model fitted on the first fold;
+        ``fold_models``: each fold's model with the rows it predicted.
     """
     classes = np.unique(y)
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
     proba = np.zeros((len(y), len(classes)))
-    fold_scores, first_model = [], None
+    fold_scores, first_model, fold_models = [], None, []
     for fold, (train, test) in enumerate(folds.split(X, y), start=1):
         start = time.perf_counter()
         fitted = clone(model).fit(X.iloc[train], y[train])
@@ -133,15 +94,21 @@ def cross_validate_model(model, X, y, *, cv, random_state, progress, label):
         fold_scores.append(scores)
         if first_model is None:
             first_model = fitted
+        fold_models.append((fitted, test))
         progress.step(f"{label}  fold {fold}/{cv}", seconds)
-    return {"scores": fold_scores, "proba": proba, "first_model": first_model}
+    return {
+        "scores": fold_scores,
+        "proba": proba,
+        "first_model": first_model,
+        "fold_models": fold_models,
+    }
 
 
 COLUMNS = {
     "roc_auc": "ROC AUC",
     "average_precision": "AP",
     "brier": "Brier",
-    "ece": f"ECE({ECE_BINS})",
+    "ece": f"ECE({SCORE_ECE_BINS})",
     "log_loss": "log loss",
     "fit_seconds": "fit s",
 }
@@ -278,35 +245,59 @@ def run_demo(args):
 
 
 def demo_figures(datasets, results, out):
-    """Reliability diagrams and loss curves of the demo, as PNG files."""
-    from .plot import _pyplot, plot_loss_curves, plot_reliability
+    """Calibration curves, loss curves and the validation report of the demo.
+
+    The calibration curves are smoothed, with their bands, at most three
+    models per panel: bins of a handful of rare positives would show noise.
+    """
+    from .plot import MAX_CURVES_PER_PANEL, _pyplot, plot_calibration_curve, plot_loss_curves
+    from .report import validation_report_from_predictions
 
     plt = _pyplot()
     paths = []
+    names = list(dict.fromkeys(model for _, model in results))
+    panels = [
+        names[start : start + MAX_CURVES_PER_PANEL]
+        for start in range(0, len(names), MAX_CURVES_PER_PANEL)
+    ]
     fig, axes = plt.subplots(
-        2,
-        len(datasets),
-        figsize=(6.5 * len(datasets), 8.5),
-        height_ratios=(3, 1),
+        2 * len(datasets),
+        len(panels),
+        figsize=(5.2 * len(panels), 6.4 * len(datasets)),
+        height_ratios=(3, 1) * len(datasets),
+        squeeze=False,
         constrained_layout=True,
     )
-    for column, (data_name, (_, y)) in enumerate(datasets.items()):
-        ax, hist_ax = axes[:, column]
-        for (data, model_name), result in results.items():
-            if data == data_name:
-                plot_reliability(
-                    y, result["proba"], name=model_name, ax=ax, hist_ax=hist_ax
+    for row, (data_name, (_, y)) in enumerate(datasets.items()):
+        for column, panel in enumerate(panels):
+            ax, hist_ax = axes[2 * row, column], axes[2 * row + 1, column]
+            for model_name in panel:
+                plot_calibration_curve(
+                    y, results[(data_name, model_name)]["proba"], name=model_name,
+                    ax=ax, hist_ax=hist_ax, hist="model",
                 )
-        ax.set(
-            title=f"{data_name} ({y.mean():.0%} malignant), out-of-fold",
-            xlabel="",
-            ylabel="Observed fraction malignant",
-        )
-        hist_ax.set_xlabel("Predicted probability of malignant")
-    fig.suptitle("Reliability diagram (10 equal-width bins)")
-    paths.append(out / "reliability.png")
+            ax.set_title(f"{data_name} ({y.mean():.0%} malignant)", fontsize="medium")
+            ax.set_xlabel("")
+            hist_ax.set_xlabel("Predicted probability of malignant")
+    fig.suptitle("Out-of-fold calibration: smoothed curves with 95% bands")
+    paths.append(out / "calibration.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    rare = next(name for name in datasets if name.endswith("pct"))
+    X, y = datasets[rare]
+    result = results[(rare, "DualHead(balanced)")]
+    report = validation_report_from_predictions(
+        y,
+        result["proba"],
+        X=X,
+        fold_models=result["fold_models"],
+        random_state=0,
+        model_name="DualHead(balanced)",
+        data_name=rare,
+        source="out-of-fold predictions of the demo's cross-validation",
+    )
+    paths.append(report.to_html(out / f"report_{rare}.html"))
 
     for data_name in datasets:
         fitted = results[(data_name, "DualHead(balanced)")]["first_model"]
@@ -424,6 +415,13 @@ def run_fit(args):
         )
         print(f"{args.cv}-fold stratified cross-validation, mean (sd) over folds")
         print(format_table({(str(args.data),): result["scores"]}, ("data",)))
+        if args.report:
+            groups = _group_column(frame, args.group, args.data)
+            write_report(
+                result, X, y, args, groups=None if groups is None else groups.loc[X.index]
+            )
+    elif args.report:
+        raise UserError("--report needs the cross-validation; use --cv 2 or more.")
     start = time.perf_counter()
     model.set_params(verbose=args.verbose).fit(X, y)
     seconds = time.perf_counter() - start
@@ -467,24 +465,29 @@ def load_model(path):
     return model
 
 
-def run_predict(args):
-    model = load_model(args.model)
-    frame = read_table(args.data)
+def model_columns(model, frame, path):
+    """The columns of ``frame`` the model was trained on, in the order it knows."""
     columns = getattr(model, "feature_names_in_", None)
     if columns is not None:
         missing = [name for name in columns if name not in frame.columns]
         if missing:
             raise UserError(
-                f"{args.data} lacks columns the model was trained on: "
+                f"{path} lacks columns the model was trained on: "
                 + ", ".join(map(str, missing))
             )
         # Extra columns (the target, an id) are ignored; order follows training.
-        frame = frame[list(columns)]
-    elif frame.shape[1] != model.n_features_in_:
+        return frame[list(columns)]
+    if frame.shape[1] != model.n_features_in_:
         raise UserError(
-            f"{args.data} has {frame.shape[1]} columns; the model expects "
+            f"{path} has {frame.shape[1]} columns; the model expects "
             f"{model.n_features_in_}."
         )
+    return frame
+
+
+def run_predict(args):
+    model = load_model(args.model)
+    frame = model_columns(model, read_table(args.data), args.data)
     proba = model.predict_proba(frame)
     predictions = pd.DataFrame(
         {"prediction": model.classes_[proba.argmax(axis=1)]}
@@ -498,6 +501,78 @@ def run_predict(args):
     if args.out != "-":
         print(f"{len(predictions)} predictions written to {args.out}", file=sys.stderr)
     return 0
+
+
+def run_report(args):
+    from .report import validation_report
+
+    model = load_model(args.model)
+    frame = read_table(args.data)
+    groups = _group_column(frame, args.group, args.data)
+    X, y, _ = split_target(frame, args.target, args.data)
+    if groups is not None:
+        groups = groups.loc[X.index]
+    unknown = set(np.unique(y)) - set(model.classes_)
+    if unknown:
+        raise UserError(
+            f"{args.target!r} has values the model does not know: "
+            + ", ".join(map(str, sorted(unknown)))
+        )
+    try:
+        report = validation_report(
+            model,
+            model_columns(model, X, args.data),
+            y,
+            groups=groups,
+            n_bootstrap=args.n_bootstrap,
+            random_state=args.random_state,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    report.data_name = pathlib.Path(args.data).name
+    _write_html(report, args.out)
+    return 0
+
+
+def write_report(result, X, y, args, groups=None):
+    """The validation report of the out-of-fold predictions of ``fit --cv``."""
+    from .report import validation_report_from_predictions
+
+    try:
+        report = validation_report_from_predictions(
+            y,
+            result["proba"],
+            X=X,
+            pos_label=np.unique(y)[1],
+            groups=groups,
+            n_bootstrap=args.n_bootstrap,
+            random_state=args.random_state,
+            fold_models=result["fold_models"],
+            model_name=type(result["first_model"]).__name__,
+            data_name=pathlib.Path(args.data).name,
+            source=f"out-of-fold predictions of {args.cv}-fold cross-validation",
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    _write_html(report, args.report)
+
+
+def _group_column(frame, column, path):
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise UserError(f"group column {column!r} is not in {path}.")
+    return frame[column]
+
+
+def _write_html(report, out):
+    try:
+        report.to_html(out)
+    except ImportError as exc:
+        raise UserError(f"the report needs matplotlib: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc}") from exc
+    print(f"report written to {out}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ parser
@@ -578,6 +653,11 @@ def build_parser():
         help="training output of the final fit: 0 none, 1 a table per epoch, 2 a progress bar",
     )
     fit.add_argument("--out", required=True, help="where to save the model (.joblib)")
+    fit.add_argument(
+        "--report",
+        metavar="PATH",
+        help="write the validation report of the out-of-fold predictions (HTML)",
+    )
     fit.set_defaults(func=run_fit)
 
     predict = commands.add_parser(
@@ -595,6 +675,42 @@ def build_parser():
         "--out", default="-", help="output CSV; '-' writes to stdout (default)"
     )
     predict.set_defaults(func=run_predict)
+
+    report = commands.add_parser(
+        "report",
+        help="write the validation report of a saved model on a table",
+        description=(
+            "Predict a table the model was not trained on and write one "
+            "self-contained HTML file: discrimination and calibration with "
+            "bootstrap confidence intervals, a decision curve, a threshold "
+            "table, subgroups, permutation importance and TRIPOD+AI coverage. "
+            "Only load model files you trust."
+        ),
+    )
+    report.add_argument("model", help="model file written by sk-dualhead fit")
+    report.add_argument("data", help="CSV file (or .parquet) with the features and the target")
+    report.add_argument("--target", required=True, help="name of the outcome column")
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.set_defaults(func=run_report)
+
+    for command in (fit, report):
+        command.add_argument(
+            "--group",
+            metavar="COL",
+            help="column whose subgroups the report compares (fit: with --report)",
+        )
+        command.add_argument(
+            "--n-bootstrap",
+            type=int,
+            default=1000,
+            help="bootstrap resamples of the report's intervals (default: %(default)s)",
+        )
+    report.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the bootstrap and the permutations (default: %(default)s)",
+    )
 
     for command in (demo, fit):
         command.add_argument(

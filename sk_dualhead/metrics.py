@@ -7,7 +7,13 @@ This module scores probabilities the way clinical prediction modelling reports t
   multiclass problems);
 - :func:`calibration_report` adds the logistic recalibration intercept
   ("calibration-in-the-large") and slope, the Brier score and the log loss for a binary
-  outcome.
+  outcome;
+- :func:`smooth_calibration_curve` and :func:`integrated_calibration_index` fit a
+  flexible calibration curve (a restricted cubic spline of the logit in a logistic
+  model) and summarise its distance from the diagonal (ICI, E50, E90, Emax);
+- :func:`net_benefit` is the y-axis of a decision curve;
+- :func:`score_probabilities` is the one set of scores that the command line and the
+  benchmarks print: ROC AUC, average precision, Brier score, ECE and log loss.
 
 The functions take labels and probabilities only; they know nothing of the model that
 produced them.
@@ -18,18 +24,44 @@ import warnings
 
 import numpy as np
 from scipy.special import expit, logit
+from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import brier_score_loss, log_loss
-from sklearn.utils import check_array, column_or_1d
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
+from sklearn.preprocessing import label_binarize
+from sklearn.utils import Bunch, check_array, column_or_1d
 from sklearn.utils.multiclass import type_of_target
 
-__all__ = ["calibration_report", "expected_calibration_error"]
+__all__ = [
+    "calibration_report",
+    "expected_calibration_error",
+    "integrated_calibration_index",
+    "net_benefit",
+    "score_probabilities",
+    "smooth_calibration_curve",
+]
 
 # Probabilities are clipped to [_EPS, 1 - _EPS] before the logit, so that a prediction
 # of exactly 0 or 1 gives a large finite logit rather than an infinite one.
 _EPS = 1e-15
 
 _STRATEGIES = ("uniform", "quantile")
+
+#: Bins of the ECE that :func:`score_probabilities` reports.
+SCORE_ECE_BINS = 15
+
+#: Knot positions (quantiles of the logit of the predictions) of the restricted cubic
+#: splines, by number of knots, as recommended by Harrell, "Regression Modeling
+#: Strategies", section 2.4.6.
+_KNOT_QUANTILES = {
+    3: (0.10, 0.50, 0.90),
+    4: (0.05, 0.35, 0.65, 0.95),
+    5: (0.05, 0.275, 0.50, 0.725, 0.95),
+}
 
 # Newton's method for the recalibration fits needs a handful of iterations; more means
 # the fit is hopeless.
@@ -296,6 +328,316 @@ def calibration_report(
     }
 
 
+def score_probabilities(y_true, proba, classes):
+    """Score predicted probabilities: ROC AUC, AP, Brier score, ECE and log loss.
+
+    The one scoring function of the command line and the benchmarks, so that their
+    numbers can be compared: the ECE always has :data:`SCORE_ECE_BINS` (15)
+    equal-width bins, and the log loss clips the probabilities to
+    ``[1e-15, 1 - 1e-15]``, as :func:`calibration_report` does before its logits.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+
+    proba : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, column ``j`` for ``classes[j]``; a 1-D array holds the
+        probability of ``classes[1]`` of a binary problem.
+
+    classes : array-like of shape (n_classes,)
+        The labels of the columns of `proba`, in sorted order (as ``classes_``).
+
+    Returns
+    -------
+    scores : dict
+        "roc_auc", "average_precision", "brier", "ece" and "log_loss". For two classes
+        they are those of ``classes[1]``; for more, ROC AUC and average precision are
+        one-vs-rest macro averages, the Brier score is the multiclass one and the ECE
+        the top-label ECE.
+
+    Examples
+    --------
+    >>> from sk_dualhead.metrics import score_probabilities
+    >>> scores = score_probabilities([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], [0, 1])
+    >>> float(scores["roc_auc"])
+    0.75
+    """
+    y_true = np.asarray(y_true)
+    classes = np.asarray(classes)
+    proba = np.asarray(proba, dtype=np.float64)
+    clipped = np.clip(proba, _EPS, 1 - _EPS)
+    if len(classes) == 2:
+        score = proba if proba.ndim == 1 else proba[:, 1]
+        positive = y_true == classes[1]
+        scores = {
+            "roc_auc": roc_auc_score(positive, score),
+            "average_precision": average_precision_score(positive, score),
+            "brier": brier_score_loss(positive, score),
+            "ece": expected_calibration_error(positive, score, n_bins=SCORE_ECE_BINS),
+            "log_loss": log_loss(
+                positive, clipped if proba.ndim == 1 else clipped[:, 1], labels=[0, 1]
+            ),
+        }
+    else:
+        scores = {
+            "roc_auc": roc_auc_score(y_true, proba, multi_class="ovr", labels=classes),
+            "average_precision": average_precision_score(
+                label_binarize(y_true, classes=classes), proba
+            ),
+            "brier": brier_score_loss(y_true, proba, labels=classes),
+            "ece": expected_calibration_error(
+                y_true, proba, n_bins=SCORE_ECE_BINS, labels=classes
+            ),
+            "log_loss": log_loss(
+                y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes
+            ),
+        }
+    return {name: float(value) for name, value in scores.items()}
+
+
+def smooth_calibration_curve(
+    y_true,
+    y_prob,
+    *,
+    n_knots=3,
+    n_points=200,
+    confidence_level=0.95,
+    pos_label=None,
+    sample_weight=None,
+):
+    r"""Fit a flexible calibration curve, with a pointwise confidence band.
+
+    The outcome is regressed on a restricted cubic spline of the logit of the predicted
+    probability ``p`` (Harrell's natural spline, linear beyond the outer knots),
+
+    .. math::
+
+        \operatorname{logit} P(y = 1) = a + b \operatorname{logit}(p)
+        + \sum_{j=1}^{k-2} c_j S_j(\operatorname{logit}(p)),
+
+    by unpenalised weighted maximum likelihood; the curve is the fitted probability
+    against ``p``. It replaces the binned reliability diagram, whose points rest on a
+    handful of samples when the outcome is rare (Van Calster et al. 2016). The band is
+    the Wald interval of the linear predictor, transformed to probabilities.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary outcome. Both classes must be present.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted probabilities of the positive class; of a 2-D array, the column of
+        `pos_label` (column 1 by default) is used.
+
+    n_knots : {3, 4, 5}, default=3
+        Knots of the spline, at Harrell's quantiles of ``logit(p)``. Three knots (one
+        non-linear term) suit the few events of a rare outcome (Austin et al. 2020).
+
+    n_points : int, default=200
+        Points of the curve, evenly spaced from the smallest to the largest ``p``.
+
+    confidence_level : float, default=0.95
+        Level of the pointwise band.
+
+    pos_label : int, float, bool or str, default=None
+        The positive class, as in :func:`expected_calibration_error`.
+
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative sample weights; an integer weight acts as that many copies.
+
+    Returns
+    -------
+    curve : :class:`~sklearn.utils.Bunch`
+        ``prob_pred`` (the grid of predicted probabilities), ``prob_true`` (the fitted
+        observed probability at each), ``lower`` and ``upper`` (the band), each of
+        shape (n_points,), and ``knots``, the knots on the logit scale.
+
+    See Also
+    --------
+    integrated_calibration_index : Distances between this curve and the diagonal.
+
+    References
+    ----------
+    .. [1] B. Van Calster, D. Nieboer, Y. Vergouwe, B. De Cock, M. J. Pencina and
+       E. W. Steyerberg, "A calibration hierarchy for risk models was defined: from
+       utopia to empirical data", J Clin Epidemiol 74, 2016.
+    .. [2] P. C. Austin, H. Putter, D. Giardiello and D. van Klaveren, "Graphical
+       calibration curves and the integrated calibration index (ICI) for competing
+       risk models", Diagn Progn Res 6, 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_dualhead.metrics import smooth_calibration_curve
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.05, 0.95, size=5_000)
+    >>> curve = smooth_calibration_curve(rng.random(5_000) < p, p, n_points=5)
+    >>> bool(np.all(np.abs(curve.prob_true - curve.prob_pred) < 0.05))
+    True
+    """
+    if not 0 < confidence_level < 1:
+        raise ValueError(
+            f"confidence_level must be in (0, 1); got {confidence_level!r}."
+        )
+    outcome, score, weights = _binary_inputs(y_true, y_prob, pos_label, sample_weight)
+    logit_p = logit(np.clip(score, _EPS, 1 - _EPS))
+    knots = _spline_knots(logit_p, weights, n_knots)
+    design = _spline_design(logit_p, knots)
+    coef = _spline_fit(design, outcome, weights)[0]
+
+    present = score[weights > 0]
+    grid = np.linspace(present.min(), present.max(), n_points)
+    grid_design = _spline_design(logit(np.clip(grid, _EPS, 1 - _EPS)), knots)
+    eta = grid_design @ coef
+    # Wald covariance from the observed information, with the weights as counts.
+    fitted = expit(design @ coef)
+    information = design.T @ (design * (weights * fitted * (1 - fitted))[:, None])
+    covariance = np.linalg.pinv(information)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", grid_design, covariance, grid_design))
+    z = norm.ppf(0.5 + confidence_level / 2)
+    return Bunch(
+        prob_pred=grid,
+        prob_true=expit(eta),
+        lower=expit(eta - z * se),
+        upper=expit(eta + z * se),
+        knots=knots,
+    )
+
+
+def integrated_calibration_index(
+    y_true, y_prob, *, n_knots=3, pos_label=None, sample_weight=None
+):
+    r"""ICI, E50, E90 and Emax: distances of the smooth calibration curve from the diagonal.
+
+    With :math:`\hat{p}_i` the smoothed observed probability of sample :math:`i` (the
+    curve of :func:`smooth_calibration_curve` at its prediction :math:`p_i`), the
+    absolute calibration errors :math:`|p_i - \hat{p}_i|` are summarised by their
+    (weighted) mean, the integrated calibration index (ICI), their median (E50), their
+    90th percentile (E90) and their maximum (Emax), as defined by Austin and
+    Steyerberg (2019). All are 0 for perfect calibration and are on the probability
+    scale.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary outcome. Both classes must be present.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted probabilities of the positive class, as in
+        :func:`smooth_calibration_curve`.
+
+    n_knots : {3, 4, 5}, default=3
+        Knots of the spline calibration curve.
+
+    pos_label : int, float, bool or str, default=None
+        The positive class, as in :func:`expected_calibration_error`.
+
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative sample weights, of the fit and of the summaries alike.
+
+    Returns
+    -------
+    summary : dict
+        "ici", "e50", "e90" and "emax", floats.
+
+    Notes
+    -----
+    The percentiles are weighted inverted-CDF quantiles: E50 is the smallest error
+    whose cumulative weight reaches half the total (R's ``quantile(type = 1)``
+    without weights). Austin and Steyerberg smooth with loess; a spline logistic fit
+    gives a curve that stays within [0, 1] and has a closed-form confidence band.
+
+    References
+    ----------
+    .. [1] P. C. Austin and E. W. Steyerberg, "The Integrated Calibration Index (ICI)
+       and related metrics for quantifying the calibration of logistic regression
+       models", Statistics in Medicine 38, 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.special import expit, logit
+    >>> from sk_dualhead.metrics import integrated_calibration_index
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.05, 0.95, size=20_000)
+    >>> y = rng.random(20_000) < p
+    >>> round(integrated_calibration_index(y, p)["ici"], 2)
+    0.0
+    >>> round(integrated_calibration_index(y, expit(2 * logit(p)))["ici"], 2)
+    0.1
+    """
+    outcome, score, weights = _binary_inputs(y_true, y_prob, pos_label, sample_weight)
+    logit_p = logit(np.clip(score, _EPS, 1 - _EPS))
+    design = _spline_design(logit_p, _spline_knots(logit_p, weights, n_knots))
+    coef = _spline_fit(design, outcome, weights)
+    values = _calibration_errors(design, coef, score, weights[None])
+    return {name: float(value[0]) for name, value in values.items()}
+
+
+def net_benefit(y_true, y_prob, thresholds, *, pos_label=None, sample_weight=None):
+    r"""Net benefit of treating the samples whose predicted risk reaches a threshold.
+
+    At a risk threshold :math:`t`, treating every sample with :math:`p \geq t` has the
+    net benefit (Vickers and Elkin 2006)
+
+    .. math::
+
+        \mathrm{NB}(t) = \frac{\mathrm{TP}(t)}{n} - \frac{\mathrm{FP}(t)}{n}
+        \frac{t}{1 - t},
+
+    true positives counted as benefit, false positives as harm weighted by the odds
+    of the threshold. Treating no one has net benefit 0; treating everyone is
+    ``net_benefit(y_true, np.ones(n), thresholds)``. The curve over thresholds is the
+    decision curve.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary outcome.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted risks of the positive class.
+
+    thresholds : array-like of shape (n_thresholds,)
+        Risk thresholds, in [0, 1).
+
+    pos_label : int, float, bool or str, default=None
+        The positive class, as in :func:`expected_calibration_error`.
+
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    net_benefit : ndarray of shape (n_thresholds,)
+        The net benefit at each threshold.
+
+    References
+    ----------
+    .. [1] A. J. Vickers and E. B. Elkin, "Decision curve analysis: a novel method for
+       evaluating prediction models", Medical Decision Making 26, 2006.
+
+    Examples
+    --------
+    >>> from sk_dualhead.metrics import net_benefit
+    >>> net_benefit([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9], [0.5])
+    array([0.25])
+    """
+    y_true, y_prob, weights = _check_inputs(y_true, y_prob, sample_weight)
+    outcome, score = _outcome_and_score(y_true, y_prob, pos_label, None)
+    thresholds = check_array(
+        thresholds, ensure_2d=False, dtype=np.float64, input_name="thresholds"
+    ).ravel()
+    if thresholds.min() < 0 or thresholds.max() >= 1:
+        raise ValueError("thresholds must lie in [0, 1).")
+    treated = score[None, :] >= thresholds[:, None]
+    total = weights.sum()
+    true_positive = (treated & outcome) @ weights / total
+    false_positive = (treated & ~outcome) @ weights / total
+    return true_positive - false_positive * thresholds / (1 - thresholds)
+
+
 def _check_binning(n_bins, strategy):
     if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1; got {n_bins!r}.")
@@ -384,6 +726,80 @@ def _outcome_and_score(y_true, y_prob, pos_label, labels):
     return labels[predicted] == y_true, y_prob[np.arange(len(y_prob)), predicted]
 
 
+def _binary_inputs(y_true, y_prob, pos_label, sample_weight):
+    """Boolean outcome, positive-class probability and weights of a binary problem."""
+    y_true, y_prob, weights = _check_inputs(y_true, y_prob, sample_weight)
+    if y_prob.ndim == 2 and y_prob.shape[1] != 2:
+        raise ValueError(
+            f"A binary outcome is needed; y_prob has {y_prob.shape[1]} columns."
+        )
+    outcome, score = _outcome_and_score(y_true, y_prob, pos_label, None)
+    present = weights > 0
+    if not (outcome[present].any() and (~outcome[present]).any()):
+        raise ValueError("Both classes must be present in y_true, with a positive weight.")
+    return outcome, score, weights
+
+
+def _spline_knots(logit_p, weights, n_knots):
+    """Knots of the restricted cubic spline at Harrell's quantiles of ``logit(p)``.
+
+    Fewer distinct predictions than knots leave fewer knots; below three, none (the
+    fit is then the two-parameter recalibration).
+    """
+    if n_knots not in _KNOT_QUANTILES:
+        raise ValueError(f"n_knots must be one of 3, 4 or 5; got {n_knots!r}.")
+    knots = np.unique(np.quantile(logit_p[weights > 0], _KNOT_QUANTILES[n_knots]))
+    return knots if len(knots) >= 3 else knots[:0]
+
+
+def _spline_design(x, knots):
+    """Columns 1, x and the k - 2 non-linear terms of Harrell's restricted cubic spline.
+
+    Each term is divided by ``(t_k - t_1) ** 2`` so that it is on the scale of x.
+    """
+    columns = [np.ones_like(x), x]
+    if len(knots):
+        last, before_last = knots[-1], knots[-2]
+        span = last - before_last
+        cube = lambda t: np.maximum(x - t, 0.0) ** 3  # noqa: E731
+        for knot in knots[:-2]:
+            term = (
+                cube(knot)
+                - cube(before_last) * (last - knot) / span
+                + cube(last) * (before_last - knot) / span
+            )
+            columns.append(term / (last - knots[0]) ** 2)
+    return np.column_stack(columns)
+
+
+def _spline_fit(design, outcome, weights, start=None):
+    """Coefficients of the spline calibration model, one row per row of weights."""
+    weights = np.atleast_2d(weights)
+    return _logistic_fit(design, np.zeros(len(design)), outcome, weights, start=start)
+
+
+def _calibration_errors(design, coef, score, weights):
+    """ICI, E50, E90 and Emax of each fit (row of `coef` and of `weights`)."""
+    errors = np.abs(expit(coef @ design.T) - score)
+    total = weights.sum(axis=1)
+    order = np.argsort(errors, axis=1)
+    sorted_errors = np.take_along_axis(errors, order, axis=1)
+    cumulative = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
+
+    def quantile(q):
+        # The first sorted error whose cumulative weight reaches q of the total; a
+        # relative tolerance keeps rounding in the sum from skipping a tie.
+        index = np.argmax(cumulative >= q * total[:, None] * (1 - 1e-12), axis=1)
+        return sorted_errors[np.arange(len(errors)), index]
+
+    return {
+        "ici": np.sum(weights * errors, axis=1) / total,
+        "e50": quantile(0.5),
+        "e90": quantile(0.9),
+        "emax": np.where(weights > 0, errors, -np.inf).max(axis=1),
+    }
+
+
 def _default_pos_label(classes):
     # As in scikit-learn: only labels that are conventionally 0/1 or -1/1 name their
     # positive class unambiguously, even when y_true holds a single class.
@@ -424,68 +840,138 @@ def _ece(outcome, score, weights, n_bins, strategy):
 
 def _calibration_slope(logit_p, outcome, weights):
     """Slope of the two-parameter recalibration model, or its limit if it has none."""
-    positive = logit_p[outcome & (weights > 0)]
-    negative = logit_p[~outcome & (weights > 0)]
-    if positive.min() == positive.max() == negative.min() == negative.max():
-        return np.nan
+    return float(_weak_calibration(logit_p, outcome, weights)[1][0])
+
+
+def _weak_calibration(logit_p, outcome, weights, start=None):
+    """Intercept and slope of ``logit P(y) = a + b logit(p)``, one fit per row of weights.
+
+    `weights` is of shape (n_samples,) or (n_fits, n_samples) (bootstrap counts, say);
+    both results have shape (n_fits,). When ``logit(p)`` separates the classes among
+    the samples of a fit the slope is its limit, ``inf`` (or ``-inf`` if reversed), and
+    the intercept NaN; with a single class, or all predictions equal, both are NaN.
+    """
+    weights = np.atleast_2d(weights)
+    present = weights > 0
+    positive, negative = present & outcome, present & ~outcome
+    pos_min = np.where(positive, logit_p, np.inf).min(axis=1)
+    pos_max = np.where(positive, logit_p, -np.inf).max(axis=1)
+    neg_min = np.where(negative, logit_p, np.inf).min(axis=1)
+    neg_max = np.where(negative, logit_p, -np.inf).max(axis=1)
+    both = positive.any(axis=1) & negative.any(axis=1)
+    constant = (pos_min == pos_max) & (pos_max == neg_min) & (neg_min == neg_max)
     # When logit(p) separates the classes, even with ties at the border, the likelihood
     # grows without bound as the slope goes to +inf (or -inf, if reversed): report the
     # limit rather than wherever the optimiser stops.
-    if positive.min() >= negative.max():
-        return np.inf
-    if positive.max() <= negative.min():
-        return -np.inf
-    design = np.column_stack([np.ones_like(logit_p), logit_p])
-    return float(_logistic_fit(design, np.zeros_like(logit_p), outcome, weights)[1])
+    above = both & ~constant & (pos_min >= neg_max)
+    below = both & ~constant & ~above & (pos_max <= neg_min)
+    fit = both & ~constant & ~above & ~below
+    intercept = np.full(len(weights), np.nan)
+    slope = np.full(len(weights), np.nan)
+    slope[above], slope[below] = np.inf, -np.inf
+    if fit.any():
+        design = np.column_stack([np.ones_like(logit_p), logit_p])
+        coef = _logistic_fit(
+            design, np.zeros_like(logit_p), outcome, weights[fit], start=start
+        )
+        intercept[fit], slope[fit] = coef[:, 0], coef[:, 1]
+    return intercept, slope
 
 
-def _logistic_fit(design, offset, outcome, weights):
+def _calibration_in_the_large(logit_p, outcome, weights, start=None):
+    """Intercept with ``logit(p)`` as offset, one fit per row of weights; NaN for one class."""
+    weights = np.atleast_2d(weights)
+    present = weights > 0
+    both = (present & outcome).any(axis=1) & (present & ~outcome).any(axis=1)
+    intercept = np.full(len(weights), np.nan)
+    if both.any():
+        design = np.ones((len(logit_p), 1))
+        intercept[both] = _logistic_fit(
+            design, logit_p, outcome, weights[both], start=start
+        )[:, 0]
+    return intercept
+
+
+def _logistic_fit(design, offset, outcome, weights, start=None):
     """Unpenalised weighted logistic regression of `outcome` on `design` + `offset`.
 
-    Returns the coefficients, one per column of `design`; the caller makes sure they
+    Returns the coefficients, one per column of `design`. `weights` of shape
+    (n_samples,) gives one fit, of shape (p,); of shape (n_fits, n_samples) it gives
+    `n_fits` fits at once, of shape (n_fits, p), which is how a bootstrap is fitted
+    without a Python loop over its resamples. The caller makes sure the coefficients
     exist (both classes present, no separation). Damped Newton's method on the mean
     negative log-likelihood, as in Boyd and Vandenberghe, "Convex Optimization",
-    section 9.5.
+    section 9.5, started from the ideal recalibration: 0 for the first column (the
+    intercept), 1 for the second (``logit(p)``), 0 for any further ones.
     """
-    weights = weights / weights.sum()
+    single = weights.ndim == 1
+    weights = np.atleast_2d(weights)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    n_params = design.shape[1]
     # With eta the linear predictor, the loss of a sample is log(1 + exp(sign * eta))
     # and its derivative in eta is sign * expit(sign * eta). Written so, they stay
     # accurate for saturated predictions (p within 1e-15 of 0 or 1), where
     # expit(eta) - outcome would cancel to rounding noise.
     sign = np.where(outcome, -1.0, 1.0)
+    # The products of the columns, for the Hessian as a few matrix-vector products.
+    pairs = [(i, j) for i in range(n_params) for j in range(i, n_params)]
+    products = np.column_stack([design[:, i] * design[:, j] for i, j in pairs])
 
-    def loss(coef):
-        return weights @ np.logaddexp(0.0, sign * (design @ coef + offset))
+    def loss(coef, rows):
+        return np.sum(
+            weights[rows] * np.logaddexp(0.0, sign * (coef @ design.T + offset)), axis=1
+        )
 
-    # Start from the ideal recalibration, a = 0 and b = 1.
-    coef = np.zeros(design.shape[1])
-    coef[1:] = 1.0
-    current = loss(coef)
+    coef = np.zeros((len(weights), n_params))
+    if start is not None:
+        coef[:] = start
+    elif n_params > 1:
+        coef[:, 1] = 1.0
+    active = np.arange(len(weights))
+    current = loss(coef, active)
     for _ in range(_MAX_NEWTON_ITER):
-        eta = design @ coef + offset
-        gradient = design.T @ (weights * sign * expit(sign * eta))
-        curvature = weights * expit(eta) * expit(-eta)
-        hessian = design.T @ (design * curvature[:, None])
+        w, c = weights[active], coef[active]
+        eta = c @ design.T + offset
+        gradient = (w * sign * expit(sign * eta)) @ design
+        curvature = w * expit(eta) * expit(-eta)
+        hessian = np.empty((len(active), n_params, n_params))
+        for column, (i, j) in zip((curvature @ products).T, pairs):
+            hessian[:, i, j] = hessian[:, j, i] = column
         # Saturated predictions can leave the Hessian numerically singular; the
-        # least-squares solution is then still a descent direction.
-        step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-        if np.max(np.abs(step)) <= 1e-8 * (1 + np.max(np.abs(coef))):
-            # Newton converges quadratically here: the last step squares the error.
-            return coef - step
+        # least-squares (pseudo-inverse) solution is then still a descent direction.
+        # The cutoff of small singular values is that of np.linalg.lstsq.
+        pseudo_inverse = np.linalg.pinv(hessian, rcond=n_params * np.finfo(float).eps)
+        step = (pseudo_inverse @ gradient[:, :, None])[:, :, 0]
+        done = np.max(np.abs(step), axis=1) <= 1e-8 * (1 + np.max(np.abs(c), axis=1))
+        # Newton converges quadratically here: the last step squares the error.
+        coef[active[done]] = c[done] - step[done]
+        keep = ~done
+        active, c, step, gradient = active[keep], c[keep], step[keep], gradient[keep]
+        if not len(active):
+            return coef[0] if single else coef
         # Backtracking (Armijo) keeps far-off starting points from overshooting. Once
         # the loss still to gain (about half the squared Newton decrement) drowns in the
         # rounding of the loss, the comparisons mean nothing, but full steps are then
         # safe: the fit is already in the region of quadratic convergence.
-        size = 1.0
-        decrement = gradient @ step
-        if decrement > 1e-10 * current:
-            while loss(coef - size * step) > current - size * decrement / 4:
-                size /= 2
-        coef = coef - size * step
-        current = loss(coef)
+        before = current[active]
+        decrement = np.sum(gradient * step, axis=1)
+        size = np.ones(len(active))
+        checked = decrement > 1e-10 * before
+        pending = np.flatnonzero(checked)
+        after = np.empty(len(active))
+        while len(pending):
+            trial = loss(c[pending] - size[pending, None] * step[pending], active[pending])
+            # The loss at the accepted step is the next iteration's current loss.
+            after[pending] = trial
+            worse = trial > before[pending] - size[pending] * decrement[pending] / 4
+            pending = pending[worse]
+            size[pending] /= 2
+        coef[active] = c - size[:, None] * step
+        after[~checked] = loss(coef[active[~checked]], active[~checked])
+        current[active] = after
     warnings.warn(
         f"The logistic recalibration fit did not converge in {_MAX_NEWTON_ITER} "
         "Newton iterations.",
         ConvergenceWarning,
     )
-    return coef
+    return coef[0] if single else coef

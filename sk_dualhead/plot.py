@@ -1,4 +1,4 @@
-"""Figures for checking a classifier: reliability, loss curves, ROC and PR.
+"""Figures for checking a classifier: calibration, decision curves, loss curves, ROC and PR.
 
 Each function draws on a Matplotlib axes (a new figure when none is given)
 and builds on scikit-learn's displays where one exists, so the figures look
@@ -13,9 +13,27 @@ from functools import partial
 
 import numpy as np
 
-from .metrics import expected_calibration_error
+from .metrics import (
+    expected_calibration_error,
+    integrated_calibration_index,
+    net_benefit,
+    smooth_calibration_curve,
+)
 
-__all__ = ["plot_loss_curves", "plot_reliability", "plot_roc_pr"]
+__all__ = [
+    "plot_calibration_curve",
+    "plot_decision_curve",
+    "plot_loss_curves",
+    "plot_reliability",
+    "plot_roc_pr",
+]
+
+#: Most calibration curves one panel carries; beyond three the bands hide each other.
+MAX_CURVES_PER_PANEL = 3
+
+# Marks the artists of plot_calibration_curve, to count the curves of a panel and to
+# draw the diagonal once.
+_CALIBRATION_GID = "sk_dualhead_calibration_curve"
 
 #: History key suffix -> panel title, in the order the panels are drawn.
 LOSS_TERMS = {
@@ -126,6 +144,11 @@ def plot_reliability(
         bins and colour, is drawn on it: it shows which points of the curve
         rest on many samples and which on a handful.
 
+    See Also
+    --------
+    plot_calibration_curve : A smoothed curve with a confidence band, which
+        does not depend on a binning; better for rare outcomes.
+
     Returns
     -------
     display : sklearn.calibration.CalibrationDisplay
@@ -180,6 +203,241 @@ def plot_reliability(
             xlim=ax.get_xlim(),
         )
     return display
+
+
+def plot_calibration_curve(
+    y_true,
+    y_prob,
+    *,
+    name=None,
+    n_knots=3,
+    pos_label=None,
+    ax=None,
+    hist_ax=None,
+    hist="outcome",
+    color=None,
+):
+    """Draw a smoothed calibration curve with its 95% band, and the predictions beneath.
+
+    The curve is :func:`~sk_dualhead.metrics.smooth_calibration_curve` (a
+    restricted cubic spline logistic fit), labelled with its ICI
+    (:func:`~sk_dualhead.metrics.integrated_calibration_index`). Unlike a
+    binned reliability diagram it does not rest on bins of a handful of
+    samples, and its band shows where the data are too thin to say anything.
+    Call it once per model on the same axes to compare models, at most
+    :data:`MAX_CURVES_PER_PANEL` (three) per panel.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary problem.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted probability of the positive class, or the output of
+        ``predict_proba`` (its second column is used).
+
+    name : str, default=None
+        Name of the model in the legend.
+
+    n_knots : {3, 4, 5}, default=3
+        Knots of the spline.
+
+    pos_label : int, float, bool or str, default=None
+        The positive class; ``None`` takes the larger of the two labels.
+
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created when ``None``.
+
+    hist_ax : matplotlib Axes, default=None
+        When given, the distribution of the predictions is drawn on it, as
+        `hist` says.
+
+    hist : {"outcome", "model"}, default="outcome"
+        "outcome": the predictions of events above the axis and of non-events
+        below it, for a panel of one model; "model": one step histogram of all
+        the predictions, on a log scale, for panels that compare models.
+
+    color : color, default=None
+        Colour of the curve; the next colour of the axes' cycle by default.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The axes of the curve.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sk_dualhead.plot import plot_calibration_curve
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.01, 0.6, size=2_000)
+    >>> ax = plot_calibration_curve(rng.random(2_000) < p, p, name="model")
+    >>> ax.get_legend().get_texts()[1].get_text()[:12]
+    'model (ICI 0'
+    """
+    if hist not in ("outcome", "model"):
+        raise ValueError(f"hist must be 'outcome' or 'model'; got {hist!r}.")
+    y_true, y_prob, pos_label = _binary_scores(y_true, y_prob, pos_label)
+    if ax is None:
+        _, (ax, hist_ax) = _pyplot().subplots(
+            2, 1, figsize=(5.5, 6.2), height_ratios=(3, 1), sharex=True,
+            constrained_layout=True,
+        )
+    curves = [line for line in ax.lines if line.get_gid() == _CALIBRATION_GID]
+    if len(curves) >= MAX_CURVES_PER_PANEL:
+        raise ValueError(
+            f"This panel already has {len(curves)} calibration curves; draw at most "
+            f"{MAX_CURVES_PER_PANEL} per panel, or one panel per model."
+        )
+    if not any(line.get_gid() == "diagonal" for line in ax.lines):
+        ax.plot([0, 1], [0, 1], color="0.45", linestyle="--", linewidth=1,
+                label="Perfect calibration", gid="diagonal")
+    curve = smooth_calibration_curve(
+        y_true, y_prob, n_knots=n_knots, pos_label=pos_label
+    )
+    ici = integrated_calibration_index(
+        y_true, y_prob, n_knots=n_knots, pos_label=pos_label
+    )["ici"]
+    label = f"ICI {ici:.3f}" if name is None else f"{name} (ICI {ici:.3f})"
+    (line,) = ax.plot(curve.prob_pred, curve.prob_true, color=color, linewidth=2,
+                      label=label, gid=_CALIBRATION_GID)
+    ax.fill_between(curve.prob_pred, curve.lower, curve.upper,
+                    color=line.get_color(), alpha=0.2, linewidth=0)
+    top = min(1.0, 1.1 * max(curve.prob_pred.max(), np.percentile(curve.upper, 95)))
+    high = max(top, ax.get_xlim()[1] if curves else 0)
+    ax.set(xlim=(0, high), ylim=(0, high), ylabel="Observed proportion",
+           xlabel=f"Predicted probability (positive class: {pos_label})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    if hist_ax is not None:
+        _prediction_histogram(hist_ax, y_true == pos_label, y_prob, line.get_color(),
+                              name, high, mirrored=hist == "outcome")
+        hist_ax.set_xlabel(ax.get_xlabel())
+    return ax
+
+
+def _prediction_histogram(ax, outcome, y_prob, color, name, high, mirrored):
+    """Events above the axis and non-events below (one model), or one step histogram."""
+    edges = np.linspace(0, high, 51)
+    if mirrored:
+        events = np.histogram(y_prob[outcome], bins=edges)[0]
+        others = np.histogram(y_prob[~outcome], bins=edges)[0]
+        width = np.diff(edges)
+        ax.bar(edges[:-1], events, width=width, align="edge", color=color,
+               label="events")
+        ax.bar(edges[:-1], -others, width=width, align="edge", color="0.6",
+               label="non-events")
+        ax.axhline(0, color="0.3", linewidth=0.8)
+        limit = max(others.max(), events.max(), 1)
+        # A symmetric square-root scale keeps a few events visible beside many
+        # non-events, and zero at zero.
+        ax.set_yscale("function", functions=(
+            lambda v: np.sign(v) * np.sqrt(np.abs(v)),
+            lambda v: np.sign(v) * v ** 2,
+        ))
+        ax.set_ylim(-limit * 1.05, limit * 1.05)
+        ax.set_ylabel("Count (sqrt)")
+        ax.legend(fontsize="x-small", loc="upper right")
+    else:
+        ax.hist(y_prob, bins=edges, histtype="step", color=color, linewidth=1.5,
+                label=name)
+        ax.set_yscale("log")
+        ax.set_ylabel("Count")
+    ax.set_xlim(0, high)
+
+
+def plot_decision_curve(
+    y_true, y_prob, *, thresholds=None, name=None, pos_label=None, ax=None
+):
+    """Draw a decision curve: net benefit against treat-all and treat-none.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary problem.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted risk of the positive class, or the output of
+        ``predict_proba``.
+
+    thresholds : array-like, default=None
+        Risk thresholds of the x-axis; 1% to 50% in steps of 1% by default.
+
+    name : str, default=None
+        Name of the model in the legend.
+
+    pos_label : int, float, bool or str, default=None
+        The positive class; ``None`` takes the larger of the two labels.
+
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure is created when ``None``. The
+        reference strategies are drawn once per axes.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sk_dualhead.plot import plot_decision_curve
+    >>> ax = plot_decision_curve([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], name="model")
+    >>> [text.get_text() for text in ax.get_legend().get_texts()]
+    ['Treat all', 'Treat none', 'model']
+    """
+    y_true, y_prob, pos_label = _binary_scores(y_true, y_prob, pos_label)
+    thresholds = (
+        np.arange(1, 51) / 100 if thresholds is None else np.asarray(thresholds, float)
+    )
+    if ax is None:
+        _, ax = _pyplot().subplots(figsize=(6, 4.4), constrained_layout=True)
+    positive = y_true == pos_label
+    prevalence = positive.mean()
+    if not any(line.get_gid() == "treat_all" for line in ax.lines):
+        treat_all = net_benefit(positive, np.ones(len(positive)), thresholds)
+        ax.plot(thresholds, treat_all, color="0.45", linewidth=1.2, label="Treat all",
+                gid="treat_all")
+        ax.axhline(0, color="0.2", linewidth=1.2, linestyle=":", label="Treat none")
+    model = net_benefit(positive, y_prob, thresholds)
+    ax.plot(thresholds, model, linewidth=2, label=name or "Model")
+    # Treat-all falls far below zero at high thresholds; the region that decides is
+    # between a little below zero and the prevalence, the most any strategy can gain.
+    ax.set_ylim(-0.25 * prevalence, 1.1 * prevalence)
+    ax.set_xlim(thresholds.min(), thresholds.max())
+    ax.set(xlabel="Risk threshold", ylabel="Net benefit")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _plot_forest(ax, labels, estimate, lower, upper, *, reference, xlabel):
+    """Estimates with intervals, one row per label, a vertical line at `reference`."""
+    rows = np.arange(len(labels))[::-1]
+    # Subgroups without an estimate get no point; a bound that is infinite (a slope
+    # of separated resamples) or missing gets no bar on that side.
+    shown = np.isfinite(estimate)
+    low = np.where(np.isfinite(lower), lower, estimate)
+    high = np.where(np.isfinite(upper), upper, estimate)
+    ax.errorbar(estimate[shown], rows[shown],
+                xerr=[estimate[shown] - low[shown], high[shown] - estimate[shown]],
+                fmt="o", color="C0", ecolor="C0", capsize=3)
+    ax.axvline(reference, color="0.45", linestyle="--", linewidth=1)
+    ax.set_yticks(rows, labels)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _plot_importance(ax, names, mean, std, *, xlabel):
+    """Horizontal bars of permutation importance, largest on top."""
+    rows = np.arange(len(names))[::-1]
+    ax.barh(rows, mean, xerr=std, color="C0", alpha=0.8, capsize=2)
+    ax.set_yticks(rows, names, fontsize="small")
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
 
 
 def plot_loss_curves(model, *, member=0, axes=None):

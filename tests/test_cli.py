@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import re
 import subprocess
 import sys
 
@@ -59,7 +60,7 @@ def test_fit_saves_a_fitted_classifier(fitted_files, table):
 def test_fit_prints_cv_scores_and_strategy(fitted_files):
     *_, out = fitted_files
     assert "2-fold" in out
-    for header in ("ROC AUC", "AP", "Brier", "ECE(10)", "fit s"):
+    for header in ("ROC AUC", "AP", "Brier", "ECE(15)", "fit s"):
         assert header in out
     assert "strategy: " in out
     # 160 rows: n_networks="auto" averages five networks.
@@ -252,11 +253,15 @@ def test_demo_quick(tmp_path, capsys):
     assert scores["roc_auc"].between(0, 1).all()
     if _has_matplotlib():
         for name in (
-            "reliability",
+            "calibration",
             "loss_curves_breast_cancer",
             "loss_curves_breast_cancer_5pct",
         ):
             assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert not (out / "reliability.png").exists()
+        report = (out / "report_breast_cancer_5pct.html").read_text()
+        assert "out-of-fold predictions of the demo" in report
+        assert "<h2>Permutation importance</h2>" in report
 
 
 def _has_matplotlib():
@@ -284,3 +289,71 @@ def test_bad_command_line_exits_with_usage_error(capsys):
         main(["fit", "data.csv"])
     assert exc.value.code == 2
     assert "--target" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ report
+
+
+def _estimate(html, label):
+    """The estimate of a row of the report's tables, as printed."""
+    match = re.search(re.escape(label) + r"</td><td>(-?[0-9.]+)</td>", html)
+    assert match, label
+    return float(match.group(1))
+
+
+@pytest.mark.skipif(not _has_matplotlib(), reason="the report needs matplotlib")
+def test_report_on_a_table_the_model_was_not_trained_on(table, tmp_path, capsys):
+    sm = pytest.importorskip("statsmodels.api")
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    table.iloc[:100].to_csv(train, index=False)
+    table.iloc[100:].to_csv(test, index=False)
+    model_path, out = tmp_path / "model.joblib", tmp_path / "report.html"
+    command = ["fit", str(train), "--target", "outcome", "--cv", "0", "--quiet"]
+    assert main([*command, "--max-epochs", "5", "--n-networks", "1", "--out", str(model_path)]) == 0
+    status = main(
+        ["report", str(model_path), str(test), "--target", "outcome", "--group", "site",
+         "--n-bootstrap", "100", "--out", str(out)]
+    )
+    assert status == 0, capsys.readouterr().err
+    html = out.read_text()
+    for title in ("Discrimination", "Calibration", "Clinical utility", "Subgroups",
+                  "Permutation importance", "Data", "Methods", "TRIPOD+AI coverage"):
+        assert f"<h2>{title}</h2>" in html
+    for site in ("north", "south", "east", "(missing)"):
+        assert f"<td>{site}</td>" in html
+    # The printed slope and calibration-in-the-large are those of an independent
+    # recalibration of the same predictions.
+    model = joblib.load(model_path)
+    frame = table.iloc[100:]
+    p = model.predict_proba(frame.drop(columns="outcome"))[:, 1]
+    y = (frame["outcome"] == model.classes_[1]).to_numpy()
+    lp = np.log(p / (1 - p))
+    family = sm.families.Binomial()
+    slope = sm.GLM(y, sm.add_constant(lp), family=family).fit().params[1]
+    citl = sm.GLM(y, np.ones((len(y), 1)), family=family, offset=lp).fit().params[0]
+    assert _estimate(html, "Calibration slope") == pytest.approx(slope, abs=6e-4)
+    assert _estimate(html, "Calibration-in-the-large (intercept, slope 1)") == (
+        pytest.approx(citl, abs=6e-4)
+    )
+
+
+@pytest.mark.skipif(not _has_matplotlib(), reason="the report needs matplotlib")
+def test_fit_writes_the_report_of_the_out_of_fold_predictions(table, tmp_path):
+    data, out = tmp_path / "train.csv", tmp_path / "cv.html"
+    table.to_csv(data, index=False)
+    command = ["fit", str(data), "--target", "outcome", *FIT_FAST, "--n-networks", "1"]
+    assert main([*command, "--n-bootstrap", "50", "--report", str(out),
+                 "--out", str(tmp_path / "m.joblib")]) == 0
+    html = out.read_text()
+    assert "out-of-fold predictions of 2-fold cross-validation" in html
+    assert "<h2>Permutation importance</h2>" in html and "Not computed" not in html
+
+
+def test_report_errors(fitted_files, table, tmp_path, capsys):
+    data, model_path, _ = fitted_files
+    err = _error(["report", str(model_path), str(data), "--target", "outcome",
+                  "--group", "ward", "--out", str(tmp_path / "r.html")], capsys)
+    assert "group column 'ward'" in err
+    err = _error(["fit", str(data), "--target", "outcome", "--cv", "0",
+                  "--report", str(tmp_path / "r.html"), "--out", str(tmp_path / "m")], capsys)
+    assert "--report needs the cross-validation" in err

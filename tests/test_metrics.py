@@ -392,3 +392,122 @@ def test_report_warns_when_a_fit_does_not_converge(small_binary, monkeypatch):
 def test_report_invalid_input(y, p, kwargs, match):
     with pytest.raises(ValueError, match=match):
         calibration_report(y, p, **kwargs)
+
+
+# batched recalibration fits (the bootstrap's path)
+
+
+def test_batched_fits_equal_one_fit_per_row_of_weights(small_binary):
+    y, p, weights = small_binary
+    logit_p = logit(p)
+    outcome = y.astype(bool)
+    rows = np.vstack([np.ones_like(p), weights, weights[::-1] + 1])
+    intercept, slope = metrics._weak_calibration(logit_p, outcome, rows)
+    citl = metrics._calibration_in_the_large(logit_p, outcome, rows)
+    for k, row in enumerate(rows):
+        report = calibration_report(y, p, sample_weight=row)
+        assert slope[k] == pytest.approx(report["calibration_slope"], abs=1e-10)
+        assert citl[k] == pytest.approx(report["calibration_in_the_large"], abs=1e-10)
+    # a row of weights that keeps one class only has no fit, and says so
+    one_class = np.where(outcome, 0.0, 1.0)[None]
+    assert np.isnan(metrics._weak_calibration(logit_p, outcome, one_class)).all()
+    assert np.isnan(metrics._calibration_in_the_large(logit_p, outcome, one_class)).all()
+
+
+# score_probabilities: the one scoring function of the CLI and the benchmarks
+
+
+def test_score_probabilities_binary(small_binary):
+    y, p, _ = small_binary
+    labels = np.where(y == 1, "yes", "no")
+    scores = metrics.score_probabilities(labels, np.column_stack([1 - p, p]), ["no", "yes"])
+    assert scores == metrics.score_probabilities(y, p, [0, 1])
+    assert scores["ece"] == expected_calibration_error(y, p, n_bins=15)
+    assert scores["log_loss"] == pytest.approx(log_loss(y, p))
+    assert scores["brier"] == pytest.approx(brier_score_loss(y, p))
+    # a probability of exactly 0 for a positive is clipped at 1e-15, not infinite
+    hard = metrics.score_probabilities([1, 0], [0.0, 0.0], [0, 1])
+    assert hard["log_loss"] == pytest.approx(-np.log(1e-15) / 2)
+
+
+def test_score_probabilities_multiclass(small_multiclass):
+    y, proba, _ = small_multiclass
+    scores = metrics.score_probabilities(y, proba, [0, 1, 2, 3])
+    assert scores["ece"] == expected_calibration_error(y, proba, n_bins=15)
+    assert scores["log_loss"] == pytest.approx(log_loss(y, proba))
+    assert set(scores) == {"roc_auc", "average_precision", "brier", "ece", "log_loss"}
+
+
+# smooth calibration curve, ICI and net benefit
+
+
+def _exactly_recalibrated(a, b, n=400):
+    """Each prediction twice, as a positive weighted q and a negative weighted 1 - q.
+
+    With q = expit(a + b logit(p)) the weighted likelihood is maximised exactly at the
+    true curve, which the spline contains (its non-linear terms at 0): the fitted curve
+    is the true one, and its ICI can be computed by hand.
+    """
+    p = np.linspace(0.02, 0.9, n)
+    q = expit(a + b * logit(p))
+    y = np.r_[np.ones(n), np.zeros(n)]
+    return y, np.r_[p, p], np.r_[q, 1 - q], p, q
+
+
+@pytest.mark.parametrize("n_knots", [3, 4, 5])
+def test_ici_known_answer(n_knots):
+    y, p_rows, weights, p, q = _exactly_recalibrated(0.3, 0.7)
+    errors = np.abs(q - p)
+    summary = metrics.integrated_calibration_index(
+        y, p_rows, n_knots=n_knots, sample_weight=weights
+    )
+    assert summary["ici"] == pytest.approx(errors.mean(), abs=1e-8)
+    # every p has total weight 1: the weighted quantiles are those of the n errors
+    assert summary["e50"] == pytest.approx(np.quantile(errors, 0.5, method="inverted_cdf"), abs=1e-8)
+    assert summary["e90"] == pytest.approx(np.quantile(errors, 0.9, method="inverted_cdf"), abs=1e-8)
+    assert summary["emax"] == pytest.approx(errors.max(), abs=1e-8)
+    curve = metrics.smooth_calibration_curve(
+        y, p_rows, n_knots=n_knots, sample_weight=weights, n_points=7
+    )
+    np.testing.assert_allclose(curve.prob_true, expit(0.3 + 0.7 * logit(curve.prob_pred)), atol=1e-8)
+    assert np.all(curve.lower < curve.prob_true) and np.all(curve.prob_true < curve.upper)
+
+
+def test_ici_is_small_for_calibrated_and_grows_with_miscalibration(calibrated):
+    y, p = calibrated
+    y, p = y[:20_000], p[:20_000]
+    near = metrics.integrated_calibration_index(y, p)["ici"]
+    far = metrics.integrated_calibration_index(y, expit(1.5 * logit(p)))["ici"]
+    assert near < 0.01 < 0.05 < far
+
+
+def test_smooth_band_narrows_with_more_data(calibrated):
+    y, p = calibrated
+    small = metrics.smooth_calibration_curve(y[:1000], p[:1000], n_points=5)
+    large = metrics.smooth_calibration_curve(y[:100_000], p[:100_000], n_points=5)
+    middle = slice(1, 4)
+    assert np.all(
+        (large.upper - large.lower)[middle] < (small.upper - small.lower)[middle] / 5
+    )
+
+
+def test_net_benefit_hand_computed():
+    y = np.array([1, 1, 0, 0, 0, 1, 0, 0])
+    p = np.array([0.9, 0.4, 0.35, 0.1, 0.5, 0.05, 0.2, 0.3])
+    # at t = 0.3: treated 0.9, 0.4, 0.35, 0.5, 0.3: TP 2, FP 3 of 8
+    expected = 2 / 8 - 3 / 8 * 0.3 / 0.7
+    np.testing.assert_allclose(metrics.net_benefit(y, p, [0.3]), [expected])
+    treat_all = metrics.net_benefit(y, np.ones(8), [0.0, 0.2])
+    np.testing.assert_allclose(treat_all, [3 / 8, 3 / 8 - 5 / 8 * 0.25])
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        metrics.net_benefit(y, p, [1.0])
+
+
+@pytest.mark.parametrize(
+    "function", [metrics.smooth_calibration_curve, metrics.integrated_calibration_index]
+)
+def test_smooth_calibration_input_errors(function):
+    with pytest.raises(ValueError, match="Both classes"):
+        function([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="n_knots must be one of"):
+        function([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], n_knots=7)

@@ -137,3 +137,59 @@ def test_minor_log_ticks_are_labelled_by_range(low, high, labelled):
     label = partial(_minor_label, mantissas=_minor_mantissas(low, high))
     ticks = [0.03, 0.05, 0.07, 0.2]
     assert [label(t, None) for t in ticks if label(t, None)] == labelled
+
+
+def test_calibration_curve_draws_a_band_and_the_predictions(fitted):
+    from sk_dualhead.metrics import integrated_calibration_index
+    from sk_dualhead.plot import plot_calibration_curve
+
+    _, y, proba = fitted
+    _, (ax, hist_ax) = plt.subplots(2)
+    plot_calibration_curve(y, proba, name="a", ax=ax, hist_ax=hist_ax)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    ici = integrated_calibration_index(y, proba[:, 1])["ici"]
+    assert labels == ["Perfect calibration", f"a (ICI {ici:.3f})"]
+    assert len(ax.collections) == 1  # the band
+    # one model: events above the axis, non-events below
+    heights = np.array([patch.get_height() for patch in hist_ax.patches])
+    assert heights.max() > 0 > heights.min()
+    assert heights[heights > 0].sum() == y.sum()
+
+
+def test_calibration_curve_at_most_three_models_a_panel(fitted):
+    from sk_dualhead.plot import plot_calibration_curve
+
+    _, y, proba = fitted
+    _, ax = plt.subplots()
+    for power in (1, 2, 3):
+        plot_calibration_curve(y, proba[:, 1] ** power, name=str(power), ax=ax)
+    # the diagonal is drawn once
+    assert sum(line.get_gid() == "diagonal" for line in ax.lines) == 1
+    with pytest.raises(ValueError, match="at most 3 per panel"):
+        plot_calibration_curve(y, proba[:, 1] ** 4, ax=ax)
+
+
+def test_decision_curve_draws_references_once(fitted):
+    from sk_dualhead.metrics import net_benefit
+    from sk_dualhead.plot import plot_decision_curve
+
+    _, y, proba = fitted
+    _, ax = plt.subplots()
+    plot_decision_curve(y, proba, name="a", ax=ax, thresholds=[0.1, 0.2, 0.3])
+    plot_decision_curve(y, proba[:, 1] ** 2, name="b", ax=ax, thresholds=[0.1, 0.2, 0.3])
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["Treat all", "Treat none", "a", "b"]
+    np.testing.assert_allclose(ax.lines[2].get_ydata(), net_benefit(y, proba, [0.1, 0.2, 0.3]))
+
+
+def test_calibration_curve_histogram_per_model(fitted):
+    from sk_dualhead.plot import plot_calibration_curve
+
+    _, y, proba = fitted
+    _, (ax, hist_ax) = plt.subplots(2)
+    plot_calibration_curve(y, proba, ax=ax, hist_ax=hist_ax, hist="model")
+    plot_calibration_curve(y, proba[:, 1] ** 2, ax=ax, hist_ax=hist_ax, hist="model")
+    assert len(hist_ax.patches) == 2  # one step histogram per model
+    assert hist_ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="hist must be"):
+        plot_calibration_curve(y, proba, hist="bins")
