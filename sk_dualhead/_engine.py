@@ -34,11 +34,31 @@ from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
 
-from ._network import HEAD_SLICES, InferencePass, PackedDualHeadNetwork
+from ._network import (
+    ACTIVATIONS,
+    HEAD_SLICES,
+    NORMALIZATIONS,
+    NUMERICAL_EMBEDDINGS,
+    InferencePass,
+    PackedDualHeadNetwork,
+)
 from .calibration import CALIBRATORS, weighted_nll
 from .losses import DualHeadLoss
 
-__all__ = ["Member", "TrainingConfig", "fit_members", "member_log_proba"]
+__all__ = [
+    "NETWORK_OPTIONS",
+    "Member",
+    "TrainingConfig",
+    "fit_members",
+    "member_log_proba",
+]
+
+#: The names the network's options take, for the estimator's constraints.
+NETWORK_OPTIONS = {
+    "activation": set(ACTIVATIONS),
+    "normalization": {name for name in NORMALIZATIONS if name},
+    "numerical_embedding": {name for name in NUMERICAL_EMBEDDINGS if name},
+}
 
 #: Rows per forward pass at prediction time (the last chunk padded to it, see
 #: :class:`~sk_dualhead._network.InferencePass`): large chunks amortise the
@@ -435,13 +455,13 @@ class PackedNet(NeuralNet):
             ("print_log", PrintLog(keys_ignored=self._member_keys())),
         ]
 
-    def _member_keys(self):
-        names = [
+    @staticmethod
+    def _member_keys():
+        return [
             f"{prefix}_{name}{_MEMBER_SUFFIX}"
             for prefix in ("train", "valid")
             for name in DualHeadLoss.term_names + ("log_loss",)
         ]
-        return names + ["train_batch_count", "valid_batch_count"]
 
     # ---------------------------------------------------- member state
 
@@ -720,7 +740,7 @@ class AcceleratedPackedNet(AccelerateMixin, PackedNet):
 # ------------------------------------------------------------ interface
 
 
-def _member_weights(sample_weight, member_rows, dataset_rows):
+def _member_weights(sample_weight, member_rows, dataset_rows, device):
     """Each member's weight of each dataset row, ``(n_members, n_rows)``, or None.
 
     Zero where the member does not take the row, scaled so that every
@@ -733,7 +753,7 @@ def _member_weights(sample_weight, member_rows, dataset_rows):
     weight /= weight.mean(axis=1, keepdims=True)
     if np.all(weight == 1):
         return None
-    return torch.from_numpy(weight.astype(np.float32))
+    return torch.from_numpy(weight.astype(np.float32)).to(device)
 
 
 def _index(rows, device):
@@ -754,7 +774,7 @@ def _datasets(features, y, sample_weight, valid_rows):
     train = TensorDataset(
         features,
         y,
-        _weights_to(device, _member_weights(sample_weight, trains, train_rows)),
+        _member_weights(sample_weight, trains, train_rows, device),
         rows=None if len(train_rows) == n_rows else _index(train_rows, device),
     )
     if not held_out.any():
@@ -763,7 +783,7 @@ def _datasets(features, y, sample_weight, valid_rows):
     valid = TensorDataset(
         features,
         y,
-        _weights_to(device, _member_weights(sample_weight, held_out, valid_union)),
+        _member_weights(sample_weight, held_out, valid_union, device),
         rows=_index(valid_union, device),
     )
     # The calibrators weigh held-out rows as the member's training rows are
@@ -776,10 +796,6 @@ def _datasets(features, y, sample_weight, valid_rows):
         None if np.all(weights == 1) else weights,
     )
     return train, valid, calibration
-
-
-def _weights_to(device, weight):
-    return None if weight is None else weight.to(device)
 
 
 def _make_net(config, n_members, n_train, valid, valid_calibration):

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from . import __version__
 from ._docstring import X_PREDICT, Substitution
 from ._engine import (
+    NETWORK_OPTIONS,
     TrainingConfig,
     device_available,
     fit_members,
@@ -41,11 +42,6 @@ __all__ = ["DualHeadClassifier"]
 
 #: From this many rows on, ``n_networks="auto"`` trains one network, not five.
 AUTO_ONE_NETWORK_ROWS = 10_000
-
-#: Names of the options of the network's parts, as the estimator takes them.
-_ACTIVATIONS = {"relu", "gelu", "silu", "selu", "tanh"}
-_NORMALIZATIONS = {"batchnorm", "layernorm"}
-_NUMERICAL_EMBEDDINGS = {"periodic"}
 
 
 def _keeps_previous_fit_on_failure(fit):
@@ -104,7 +100,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Non-linearity of the trunk.
 
     dropout : float, default=0.3
-        Dropout probability after each hidden layer.
+        Dropout probability after each hidden layer. See
+        :doc:`/benchmarks/defaults` for this and the other defaults.
 
     normalization : {"batchnorm", "layernorm"} or None, default=None
         Normalisation after each hidden linear layer.
@@ -112,7 +109,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     numerical_embedding : {"periodic"} or None, default=None
         Embedding of the continuous input columns before the trunk;
         ``"periodic"`` is PLR (Gorishniy et al. 2022). ``None`` feeds them
-        as they are. See :doc:`/benchmarks/quality`.
+        as they are.
 
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.
@@ -133,9 +130,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (stratified),
-        stop when the calibrated validation log loss has not improved by
-        ``tol`` for ``n_iter_no_change`` epochs and restore the weights of
-        the best epoch. ``False`` trains ``max_epochs`` epochs on all rows.
+        stop a network when its calibrated validation log loss has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs and restore the
+        weights of its best epoch. ``False`` trains ``max_epochs`` epochs on
+        all rows.
 
     validation_fraction : float, default=0.15
         Share of the training data held out for early stopping.
@@ -298,10 +296,10 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "strategy": [StrOptions(set(STRATEGIES) | {"auto"})],
         "hidden_sizes": [tuple, list],
-        "activation": [StrOptions(_ACTIVATIONS)],
+        "activation": [StrOptions(NETWORK_OPTIONS["activation"])],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "normalization": [StrOptions(_NORMALIZATIONS), None],
-        "numerical_embedding": [StrOptions(_NUMERICAL_EMBEDDINGS), None],
+        "normalization": [StrOptions(NETWORK_OPTIONS["normalization"]), None],
+        "numerical_embedding": [StrOptions(NETWORK_OPTIONS["numerical_embedding"]), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],

@@ -480,3 +480,19 @@ def test_model_of_a_missing_device_loads_on_the_cpu(fitted, binary, monkeypatch)
     assert restored.device_ == "cpu"
     assert restored.network_.heads.weight.device.type == "cpu"
     np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_the_strategy_is_resolved_once_per_fit(binary, monkeypatch):
+    import sk_dualhead.estimator as estimator_module
+
+    calls = []
+    real_resolve = estimator_module.resolve_strategy
+
+    def resolve(*args, **kwargs):
+        calls.append(args)
+        return real_resolve(*args, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "resolve_strategy", resolve)
+    X, y = binary
+    fast_classifier("focal_smooth", n_networks=3, max_epochs=3).fit(X, y)
+    assert calls == [("focal_smooth",)]
