@@ -561,6 +561,11 @@ def targets_table(cpu, memory, gpu_speedup):
     if gpu_speedup is not None:
         rows.append(("epoch wall time on the memory set, CPU / CUDA", gpu_speedup,
                      ">=", 10))
+    return _targets_markdown(rows)
+
+
+def _targets_markdown(rows):
+    """``(label, value, sign, limit)`` rows as a Markdown table of targets."""
     lines = ["| target | reached | limit | met |", "|---|---:|---:|---|"]
     for label, value, sign, limit in rows:
         met = value <= limit if sign == "<=" else value >= limit
@@ -582,13 +587,7 @@ def members_targets_table(members, against_raw):
                     members[(trunk, n_rows, n_features, k, "packed")] / one, "<=", limit,
                 ))
     rows.append(("default predict_proba / raw loop", against_raw["ratio"], ">=", 0.95))
-    lines = ["| target | reached | limit | met |", "|---|---:|---:|---|"]
-    for label, value, sign, limit in rows:
-        met = value <= limit if sign == "<=" else value >= limit
-        lines.append(
-            f"| {label} | {value:.2f}x | {sign} {limit}x | {'yes' if met else 'no'} |"
-        )
-    return "\n".join(lines)
+    return _targets_markdown(rows)
 
 
 NOTES = """\

@@ -33,9 +33,8 @@ LOSS_INPUTS = """\
     target : torch.LongTensor of shape (n_samples,)
         Class indices in ``[0, n_classes)``."""
 
-LOSS_WEIGHTS = """\
-    alpha : torch.Tensor of shape (n_classes,), default=None
-        Per-class weights, applied by the sample's true class.
+#: The sample weights and the reduction of every loss function, and what it returns.
+LOSS_REDUCTION = """\
     sample_weight : torch.Tensor of shape (n_samples,), default=None
         Per-sample weights.
     reduction : {"mean", "sum", "none"}, default="mean"
@@ -45,3 +44,12 @@ LOSS_WEIGHTS = """\
     -------
     loss : torch.Tensor
         A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``."""
+
+#: The same, after the class weights of the losses that take them.
+LOSS_WEIGHTS = (
+    """\
+    alpha : torch.Tensor of shape (n_classes,), default=None
+        Per-class weights, applied by the sample's true class.
+"""
+    + LOSS_REDUCTION
+)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._docstring import LOSS_INPUTS, LOSS_WEIGHTS, Substitution
+from ._docstring import LOSS_INPUTS, LOSS_REDUCTION, LOSS_WEIGHTS, Substitution
 
 __all__ = [
     "FocalLoss",
@@ -306,6 +306,7 @@ def generalized_cross_entropy(
     return _reduce(_weigh_classes(per_sample, alpha, target), sample_weight, reduction)
 
 
+@Substitution(loss_reduction=LOSS_REDUCTION)
 def kl_consistency(
     student_logits,
     teacher_logits,
@@ -331,15 +332,7 @@ def kl_consistency(
         Target logits (the main head); never receive a gradient.
     temperature : float, default=1.0
         Softens both distributions before comparing them.
-    sample_weight : torch.Tensor of shape (n_samples,), default=None
-        Per-sample weights.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        How to combine the per-sample losses.
-
-    Returns
-    -------
-    loss : torch.Tensor
-        A scalar, or a ``(n_samples,)`` tensor when ``reduction="none"``.
+    {loss_reduction}
 
     Examples
     --------
