@@ -61,6 +61,12 @@ POSITIVE = {
     "pbc": "death",
     "nwtco": 1,
     "lending_club": "bad",
+    "mlc_churn": "yes",
+    "wa_churn": "Yes",
+    "cells": "PS",  # poorly segmented
+    "credit_data": "bad",
+    "attrition": "Yes",
+    "ad_data": "Impaired",
 }
 
 #: name -> (column of the results table, higher is better).
