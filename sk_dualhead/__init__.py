@@ -9,5 +9,6 @@ and the preprocessing in :mod:`sk_dualhead.preprocessing`.
 __version__ = "0.2.0.dev0"
 
 from .estimator import DualHeadClassifier  # noqa: E402
+from .serialization import load, save  # noqa: E402
 
-__all__ = ["DualHeadClassifier", "__version__"]
+__all__ = ["DualHeadClassifier", "load", "save", "__version__"]
