@@ -6,7 +6,10 @@ Parquet table and saves it; ``predict`` applies a saved model to a table;
 ``report`` writes the validation report of a saved model on a table.
 Results go to stdout and progress to stderr, so the results can be piped.
 Mistakes a user can fix (a wrong column name, an unreadable file) end with a
-one-line message on stderr and exit status 1, without a traceback.
+one-line message on stderr and exit status 1, without a traceback; a Ctrl-C
+ends with status 130. Files are read and written by :mod:`sk_dualhead._io`:
+every output is whole or absent, and models are saved in the format of
+:mod:`sk_dualhead.serialization`, which loads without running code.
 """
 
 import argparse
@@ -14,7 +17,6 @@ import pathlib
 import sys
 import time
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -29,6 +31,17 @@ from sklearn.utils._param_validation import StrOptions
 from threadpoolctl import threadpool_limits
 
 from . import __version__
+from ._io import (
+    CHUNK_ROWS,
+    Table,
+    UserError,
+    atomic_write,
+    load_model,
+    model_features,
+    open_output,
+    save_model,
+    warn_identifiers,
+)
 from .estimator import DualHeadClassifier
 from .metrics import SCORE_ECE_BINS, score_probabilities
 from .strategies import STRATEGIES
@@ -40,10 +53,6 @@ DEMO_STRATEGIES = ("balanced", "focal_smooth", "confidence_aware", "adversarial"
 
 #: Share of positives kept in the demo's imbalanced data set.
 DEMO_POSITIVE_SHARE = 0.05
-
-
-class UserError(Exception):
-    """A problem the user can fix; reported in one line, without a traceback."""
 
 
 # ---------------------------------------------------------------- scoring
@@ -234,7 +243,8 @@ def run_demo(args):
             for fold, scores in enumerate(fold_scores, start=1)
         ]
     )
-    summary.to_csv(out / "scores.csv", index=False)
+    with open_output(out / "scores.csv") as file:
+        summary.to_csv(file, index=False)
     written = [out / "scores.csv"]
     try:
         written += demo_figures(datasets, results, out)
@@ -281,8 +291,7 @@ def demo_figures(datasets, results, out):
             hist_ax.set_xlabel("Predicted probability of malignant")
     fig.suptitle("Out-of-fold calibration: smoothed curves with 95% bands")
     paths.append(out / "calibration.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save_figure(fig, paths[-1])
 
     rare = next(name for name in datasets if name.endswith("pct"))
     X, y = datasets[rare]
@@ -307,36 +316,27 @@ def demo_figures(datasets, results, out):
             f"DualHead(balanced) on {data_name}, first training fold: loss terms per epoch"
         )
         paths.append(out / f"loss_curves_{data_name}.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        _save_figure(fig, paths[-1])
     return paths
+
+
+def _save_figure(fig, path):
+    from .plot import _pyplot
+
+    with atomic_write(path) as file:
+        fig.savefig(file, format="png", dpi=110)
+    _pyplot().close(fig)
 
 
 # -------------------------------------------------------------- fit, predict
 
 
-def read_table(path):
-    """Read a CSV (or Parquet) file into a DataFrame with at least one row."""
-    path = pathlib.Path(path)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
-    except ImportError as exc:
-        raise UserError(
-            f"cannot read {path}: reading Parquet needs pyarrow "
-            "(pip install pyarrow)."
-        ) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise UserError(f"{path} is empty.") from exc
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        # OSError: missing or unreadable file; ValueError (ParserError among
-        # them): not a well-formed table.
-        raise UserError(f"cannot read {path}: {exc}") from exc
-    if len(frame) == 0:
-        raise UserError(f"{path} has a header but no data rows.")
-    return frame
+def read_table(path, *, encoding=None, delimiter=None):
+    """Read a CSV (or Parquet) file into a DataFrame with at least one row.
+
+    See :class:`sk_dualhead._io.Table` for what is detected and converted.
+    """
+    return Table(path, encoding=encoding, delimiter=delimiter).read()
 
 
 def strategy_choices():
@@ -387,9 +387,29 @@ def _networks(text):
     return value
 
 
+def _fitting(model, X, y, path):
+    """Fit ``model``; bad input is the user's to fix, not a traceback."""
+    try:
+        return model.fit(X, y)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot fit a model on {path}: {exc}") from exc
+
+
+def _drop_columns(frame, drop, path):
+    unknown = [name for name in drop if name not in frame.columns]
+    if unknown:
+        raise UserError(
+            f"--drop names columns that {path} does not have: "
+            + ", ".join(map(repr, unknown))
+        )
+    return frame.drop(columns=drop)
+
+
 def run_fit(args):
-    frame = read_table(args.data)
+    table = Table(args.data, encoding=args.encoding, delimiter=args.delimiter)
+    frame = _drop_columns(table.read(), args.drop, args.data)
     X, y, smallest = split_target(frame, args.target, args.data)
+    warn_identifiers(X, exclude=table.report.dates)
     model = DualHeadClassifier(
         args.strategy,
         max_epochs=args.max_epochs,
@@ -404,7 +424,7 @@ def run_fit(args):
                 f"than --cv {args.cv} folds; lower --cv or use --cv 0 to skip it."
             )
         progress = Progress(args.cv, quiet=args.quiet)
-        result = cross_validate_model(
+        result = _cross_validating(
             model.set_params(verbose=0),
             X,
             y,
@@ -412,6 +432,7 @@ def run_fit(args):
             random_state=args.random_state,
             progress=progress,
             label="cross-validation",
+            path=args.data,
         )
         print(f"{args.cv}-fold stratified cross-validation, mean (sd) over folds")
         print(format_table({(str(args.data),): result["scores"]}, ("data",)))
@@ -423,7 +444,7 @@ def run_fit(args):
     elif args.report:
         raise UserError("--report needs the cross-validation; use --cv 2 or more.")
     start = time.perf_counter()
-    model.set_params(verbose=args.verbose).fit(X, y)
+    _fitting(model.set_params(verbose=args.verbose), X, y, args.data)
     seconds = time.perf_counter() - start
     strategy = getattr(model, "strategy_", model.strategy)
     reason = getattr(model, "strategy_reason_", None)
@@ -435,34 +456,34 @@ def run_fit(args):
         f"fitted on {len(y)} rows in {seconds:.1f} s, {model.n_networks_} "
         f"network(s); epochs: {epochs}"
     )
-    out = pathlib.Path(args.out)
-    try:
-        joblib.dump(model, out)
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc}") from exc
-    print(f"model saved to {out}")
+    digest = save_model(model, args.out, args.allow_pickle)
+    print(f"model saved to {args.out}" + (f" (SHA-256 {digest})" if digest else ""))
     return 0
 
 
-def load_model(path):
-    """Load a model saved by ``sk-dualhead fit``."""
+def _cross_validating(model, X, y, *, path, **kwargs):
     try:
-        model = joblib.load(path)
-    except FileNotFoundError as exc:
-        raise UserError(f"model file {path} does not exist.") from exc
-    except Exception as exc:
-        # Unpickling a foreign file fails in many ways (UnpicklingError,
-        # KeyError, EOFError, ValueError, ...); all mean "not our model".
+        return cross_validate_model(model, X, y, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot fit a model on {path}: {exc}") from exc
+
+
+def _predictions(model, frame, path):
+    """The prediction and class probabilities of each row of ``frame``."""
+    if model_features(model)[0] is None and frame.shape[1] != model.n_features_in_:
         raise UserError(
-            f"{path} is not a model saved by sk-dualhead fit "
-            f"({type(exc).__name__}: {exc})."
-        ) from exc
-    if not isinstance(model, DualHeadClassifier) or not hasattr(model, "classes_"):
-        raise UserError(
-            f"{path} holds a {type(model).__name__}, not a fitted "
-            "DualHeadClassifier saved by sk-dualhead fit."
+            f"{path} has {frame.shape[1]} columns; the model expects "
+            f"{model.n_features_in_}."
         )
-    return model
+    try:
+        proba = model.predict_proba(frame)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot predict the rows of {path}: {exc}") from exc
+    return pd.DataFrame(
+        {"prediction": model.classes_[proba.argmax(axis=1)]}
+        | {f"proba_{label}": proba[:, i] for i, label in enumerate(model.classes_)},
+        index=frame.index,
+    )
 
 
 def model_columns(model, frame, path):
@@ -486,28 +507,26 @@ def model_columns(model, frame, path):
 
 
 def run_predict(args):
-    model = load_model(args.model)
-    frame = model_columns(model, read_table(args.data), args.data)
-    proba = model.predict_proba(frame)
-    predictions = pd.DataFrame(
-        {"prediction": model.classes_[proba.argmax(axis=1)]}
-        | {f"proba_{label}": proba[:, i] for i, label in enumerate(model.classes_)}
-    )
-    out = sys.stdout if args.out == "-" else args.out
-    try:
-        predictions.to_csv(out, index=False)
-    except OSError as exc:
-        raise UserError(f"cannot write {args.out}: {exc}") from exc
+    model = load_model(args.model, allow_pickle=args.allow_pickle)
+    table = Table(args.data, encoding=args.encoding, delimiter=args.delimiter)
+    # Extra columns (the target, an id) are ignored; order follows training.
+    columns, kinds = model_features(model)
+    n_rows = 0
+    with open_output(args.out) as out:
+        for chunk in table.chunks(columns, kinds, chunk_rows=args.chunk_rows):
+            predictions = _predictions(model, chunk, args.data)
+            predictions.to_csv(out, index=False, header=n_rows == 0)
+            n_rows += len(predictions)
     if args.out != "-":
-        print(f"{len(predictions)} predictions written to {args.out}", file=sys.stderr)
+        print(f"{n_rows} predictions written to {args.out}", file=sys.stderr)
     return 0
 
 
 def run_report(args):
     from .report import validation_report
 
-    model = load_model(args.model)
-    frame = read_table(args.data)
+    model = load_model(args.model, allow_pickle=args.allow_pickle)
+    frame = read_table(args.data, encoding=args.encoding, delimiter=args.delimiter)
     groups = _group_column(frame, args.group, args.data)
     X, y, _ = split_target(frame, args.target, args.data)
     if groups is not None:
@@ -575,6 +594,38 @@ def _write_html(report, out):
     print(f"report written to {out}", file=sys.stderr)
 
 
+def _add_model_options(command):
+    """Options of the commands that load a model file."""
+    command.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a pickle or joblib model file; this runs any code the file "
+        "holds, so only for files you trust",
+    )
+
+
+def _add_table_options(command):
+    command.add_argument(
+        "--encoding",
+        help="encoding of a CSV file (default: UTF-8 with or without a byte-order "
+        "mark, else Latin-1, with a note)",
+    )
+    command.add_argument(
+        "--delimiter",
+        help="delimiter of a CSV file (default: detected among , ; tab |)",
+    )
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -618,7 +669,8 @@ def build_parser():
         help="cross-validate and fit a model on a CSV or Parquet table",
         description=(
             "Cross-validate a DualHeadClassifier on a table, then fit it on all "
-            "rows and save it with joblib."
+            "rows and save it in sk_dualhead's model format, which loads "
+            "without running code."
         ),
     )
     fit.add_argument("data", help="CSV file (or .parquet when pyarrow is installed)")
@@ -652,7 +704,25 @@ def build_parser():
         choices=(0, 1, 2),
         help="training output of the final fit: 0 none, 1 a table per epoch, 2 a progress bar",
     )
-    fit.add_argument("--out", required=True, help="where to save the model (.joblib)")
+    fit.add_argument(
+        "--out",
+        required=True,
+        help="where to save the model (.skdh); a .joblib or .pkl name writes "
+        "joblib, with --allow-pickle only",
+    )
+    fit.add_argument(
+        "--drop",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="columns to leave out, such as identifiers",
+    )
+    fit.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow --out to name a joblib file, which runs code when loaded",
+    )
+    _add_table_options(fit)
     fit.add_argument(
         "--report",
         metavar="PATH",
@@ -664,9 +734,11 @@ def build_parser():
         "predict",
         help="predict the rows of a table with a saved model",
         description=(
-            "Write one row per input row: the predicted label and one "
-            "probability column per class. Only load model files you trust: "
-            "joblib files can run code when loaded."
+            "Write one row per input row, in input order: the predicted label "
+            "and one probability column per class. The table is read in "
+            "chunks, so its size is not bounded by memory. Pickle and joblib "
+            "model files run code when loaded and are refused without "
+            "--allow-pickle."
         ),
     )
     predict.add_argument("model", help="model file written by sk-dualhead fit")
@@ -674,6 +746,14 @@ def build_parser():
     predict.add_argument(
         "--out", default="-", help="output CSV; '-' writes to stdout (default)"
     )
+    _add_model_options(predict)
+    predict.add_argument(
+        "--chunk-rows",
+        type=_positive,
+        default=CHUNK_ROWS,
+        help="rows read and predicted at a time (default: %(default)s)",
+    )
+    _add_table_options(predict)
     predict.set_defaults(func=run_predict)
 
     report = commands.add_parser(
@@ -684,13 +764,16 @@ def build_parser():
             "self-contained HTML file: discrimination and calibration with "
             "bootstrap confidence intervals, a decision curve, a threshold "
             "table, subgroups, permutation importance and TRIPOD+AI coverage. "
-            "Only load model files you trust."
+            "Pickle and joblib model files run code when loaded and are "
+            "refused without --allow-pickle."
         ),
     )
     report.add_argument("model", help="model file written by sk-dualhead fit")
     report.add_argument("data", help="CSV file (or .parquet) with the features and the target")
     report.add_argument("--target", required=True, help="name of the outcome column")
     report.add_argument("--out", required=True, help="the HTML file to write")
+    _add_model_options(report)
+    _add_table_options(report)
     report.set_defaults(func=run_report)
 
     for command in (fit, report):
@@ -737,7 +820,8 @@ def main(argv=None):
     -------
     status : int
         0 on success, 1 when the input cannot be used (the reason is
-        printed on stderr), 2 for a malformed command line.
+        printed on stderr), 2 for a malformed command line, 130 after a
+        Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -745,3 +829,11 @@ def main(argv=None):
     except UserError as exc:
         print(f"sk-dualhead {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Outputs are renamed into place only once complete: none is partial.
+        print(
+            f"sk-dualhead {args.command}: interrupted; files being written were "
+            "left as they were.",
+            file=sys.stderr,
+        )
+        return 130

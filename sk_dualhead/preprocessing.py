@@ -44,10 +44,50 @@ def _column_kind(name, dtype):
         )
     if pd.api.types.is_numeric_dtype(dtype):
         return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        raise TypeError(
+            f"Column {name!r} has dtype {dtype}: dates are not converted "
+            f"implicitly. Convert it to numbers, such as days since a date "
+            f"((X[{name!r}] - pd.Timestamp('1970-01-01')) / pd.Timedelta(days=1)), "
+            "or drop it."
+        )
     raise TypeError(
         f"Column {name!r} has unsupported dtype {dtype}; convert it to a numeric, "
         "bool, string, object or category dtype first."
     )
+
+
+#: Cells of these types hold several values, which no encoding here takes.
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series)
+
+
+def _check_object_cells(name, column):
+    """Refuse an object column whose cells hold lists, dicts or other containers."""
+    # infer_dtype runs in C; only columns it cannot call plain are scanned.
+    if pd.api.types.infer_dtype(column, skipna=True) in _SCALAR_INFERRED:
+        return
+    is_container = column.map(lambda value: isinstance(value, _CONTAINERS))
+    if is_container.any():
+        example = column[is_container].iloc[0]
+        raise TypeError(
+            f"Column {name!r} holds {type(example).__name__} values (such as "
+            f"{example!r:.40}), not one value per cell; split it into columns "
+            "of single values, or drop it."
+        )
+
+
+#: Results of ``pd.api.types.infer_dtype`` that no container can give.
+_SCALAR_INFERRED = {
+    "string",
+    "bytes",
+    "floating",
+    "integer",
+    "mixed-integer-float",
+    "decimal",
+    "boolean",
+    "empty",
+    "categorical",
+}
 
 
 def _numeric_values(X, columns, names):
@@ -301,6 +341,9 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         kinds = np.array(
             [_column_kind(name, dtype) for name, dtype in zip(names, X.dtypes)]
         )
+        for name, column in zip(names, X.columns):
+            if pd.api.types.is_object_dtype(X[column].dtype):
+                _check_object_cells(name, X[column])
         return X, names, kinds
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -40,7 +40,7 @@ from torch import nn
 
 from ._io import atomic_write
 
-__all__ = ["save", "load", "ModelFormatError", "ALLOWED_CLASSES", "FORMAT_VERSION"]
+__all__ = ["ALLOWED_CLASSES", "FORMAT_VERSION", "ModelFormatError", "load", "save"]
 
 #: Value of the manifest's ``"format"`` entry, which tells our files apart
 #: from other zip archives.

@@ -364,7 +364,7 @@ def test_set_output_pandas(fitted, mixed_frame):
         (
             pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-02-01"])}),
             TypeError,
-            "'t' has unsupported dtype",
+            r"'t' has dtype datetime64\[ns\]: .*days since.*or drop it",
         ),
         (np.array([["a"], ["b"]], dtype=object), ValueError, "could not convert"),
     ],

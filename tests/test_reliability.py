@@ -197,7 +197,39 @@ FIT_ERRORS = {
         {},
         {},
         TypeError,
-        "'dose' has unsupported dtype",
+        r"'dose' has dtype datetime64\[\w+\]: .*Timedelta\(days=1\).*or drop it",
+    ),
+    "timezone-aware datetime column": (
+        _with(FRAME, dose=pd.Timestamp("2020-01-01", tz="Europe/Oslo")),
+        y,
+        {},
+        {},
+        TypeError,
+        "'dose' has dtype datetime64.*Europe/Oslo.*days since",
+    ),
+    "list cells": (
+        _with(FRAME, dose=[[1.0, 2.0]] * 40),
+        y,
+        {},
+        {},
+        TypeError,
+        "'dose' holds list values .*one value per cell.*or drop it",
+    ),
+    "dict cells": (
+        _with(FRAME, dose=[{"mg": 5}, "high"] * 20),
+        y,
+        {},
+        {},
+        TypeError,
+        "'dose' holds dict values .*one value per cell",
+    ),
+    "array cells (a Parquet list column)": (
+        _with(FRAME, dose=[np.arange(2.0)] * 40),
+        y,
+        {},
+        {},
+        TypeError,
+        "'dose' holds ndarray values",
     ),
     "duplicate column names": (
         FRAME.set_axis(["age", "age", "dose"], axis=1),
@@ -384,6 +416,22 @@ def test_bad_predict_input_gets_a_clear_error(
     assert_clear_error(excinfo, match)
 
 
+def _nullable_frame(n=40):
+    """Columns of pandas' nullable dtypes, each with pd.NA."""
+    rng = np.random.RandomState(2)
+    frame = pd.DataFrame(
+        {
+            "count": pd.array(rng.randint(0, 9, n), dtype="Int64"),
+            "flag": pd.array(rng.rand(n) < 0.5, dtype="boolean"),
+            "site": pd.array(rng.choice(["north", "south"], n), dtype="string"),
+            "dose": pd.array(rng.rand(n), dtype="Float64"),
+        }
+    )
+    for i, column in enumerate(frame.columns):
+        frame.loc[i::7, column] = pd.NA
+    return frame
+
+
 def _mixed_frame(n=40):
     return pd.DataFrame(
         {
@@ -437,6 +485,26 @@ HANDLED = {
     "array at predict after a DataFrame fit": (FRAME, y, X, {}),
     "y of shape (n, 1)": (X, y[:, None], X, {}),
     "one sample per class": (X[:2], y[:2], X, {}),
+    "nullable Int64, boolean, string and Float64 with pd.NA": (
+        _nullable_frame(),
+        y,
+        _nullable_frame().iloc[::-1],
+        {},
+    ),
+    "nullable columns all pd.NA at predict": (
+        _nullable_frame(),
+        y,
+        _nullable_frame().assign(count=pd.NA, flag=pd.NA, site=pd.NA, dose=pd.NA).astype(
+            _nullable_frame().dtypes
+        ),
+        {},
+    ),
+    "nullable Int64 and Float64 without pd.NA, preprocessing=None": (
+        _nullable_frame()[["count", "dose"]].fillna(1),
+        y,
+        _nullable_frame()[["count", "dose"]].fillna(2),
+        {"preprocessing": None},
+    ),
     "bool columns, preprocessing=None": (
         _with(FRAME, flag=np.arange(40) % 2 == 0),
         y,
