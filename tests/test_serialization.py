@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sk_dualhead
 from sk_dualhead import serialization
-from sk_dualhead._network import DualHeadNetwork
+from sk_dualhead import _network
 from sk_dualhead.calibration import PlattScaling, TemperatureScaling
 from sk_dualhead.preprocessing import TabularPreprocessor
 from sk_dualhead.serialization import ModelFormatError
@@ -37,7 +37,8 @@ def preprocessor():
     return TabularPreprocessor(max_onehot_cardinality=3).fit(FRAME)
 
 
-def _network():
+def _small_network():
+    """A network of sk_dualhead._network, with the init_kwargs to rebuild it."""
     kwargs = dict(
         n_continuous=3,
         n_classes=3,
@@ -46,9 +47,10 @@ def _network():
         category_cardinalities=(4,),
     )
     torch.manual_seed(0)
-    network = DualHeadNetwork(**kwargs)
-    # What the packed network of the estimator carries: a JSON-able record
-    # of its constructor's arguments.
+    if hasattr(_network, "PackedDualHeadNetwork"):
+        return _network.PackedDualHeadNetwork(n_members=2, **kwargs).eval()
+    network = _network.DualHeadNetwork(**kwargs)
+    # What the packed network carries itself: its constructor's arguments.
     network.init_kwargs = kwargs
     return network.eval()
 
@@ -85,7 +87,7 @@ def test_calibrators_and_a_network_round_trip(tmp_path):
         PlattScaling().fit(logits, labels),
         None,
     ]
-    holder.network_ = _network()
+    holder.network_ = _small_network()
     restored = _round_trip(holder, tmp_path)
     for before, after in zip(holder.calibrators_, restored.calibrators_):
         if before is None:
@@ -94,14 +96,14 @@ def test_calibrators_and_a_network_round_trip(tmp_path):
         assert type(after) is type(before) and vars(after) == vars(before)
         np.testing.assert_array_equal(after.transform(logits), before.transform(logits))
     network = restored.network_
-    assert type(network) is DualHeadNetwork and not network.training
+    assert type(network) is type(holder.network_) and not network.training
     assert network.init_kwargs == holder.network_.init_kwargs
     X = torch.cat([torch.randn(7, 3), torch.randint(0, 4, (7, 1)).float()], dim=1)
     with torch.no_grad():
         for before, after in zip(holder.network_(X), network(X)):
             torch.testing.assert_close(after, before, rtol=0, atol=0)
     state = holder.network_.state_dict()
-    assert "trunk.1.running_mean" in state  # buffers travel with the weights
+    assert any("running_mean" in name for name in state)  # buffers travel too
     for name, value in network.state_dict().items():
         torch.testing.assert_close(value, state[name], rtol=0, atol=0)
 
@@ -231,7 +233,8 @@ def test_a_user_transformer_as_preprocessing_is_refused(tmp_path):
 
 def test_a_network_without_init_kwargs_is_refused(tmp_path):
     holder = TabularPreprocessor()
-    holder.network_ = DualHeadNetwork(2, 2, hidden_sizes=())
+    holder.network_ = _small_network()
+    del holder.network_.init_kwargs
     with pytest.raises(TypeError, match="network_.*without an init_kwargs"):
         serialization.save(holder, tmp_path / "model.skdh")
 
@@ -392,7 +395,7 @@ def test_a_gpu_model_loads_on_the_cpu_with_a_note(tmp_path, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_tensors_are_saved_from_the_cpu(tmp_path):
     holder = TabularPreprocessor()
-    holder.network_ = _network().cuda()
+    holder.network_ = _small_network().cuda()
     path = tmp_path / "model.skdh"
     serialization.save(holder, path)
     with pytest.warns(UserWarning, match="loaded on the CPU"):
