@@ -9,6 +9,7 @@ and gives valid probabilities.
 import io
 import pickle
 import re
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import pandas as hpd
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -792,6 +794,22 @@ def test_predict_proba_from_many_threads(frame_model):
         np.testing.assert_array_equal(result, reference)
 
 
+def test_eight_threads_predicting_at_once_agree_bit_for_bit(frame_model):
+    frames = [FRAME, FRAME.iloc[::-1], FRAME.iloc[:7], FRAME.iloc[5:6]] * 2
+    expected = [frame_model.predict_proba(frame) for frame in frames]
+    start = threading.Barrier(len(frames))
+
+    def predict(frame):
+        start.wait()  # all eight inside predict_proba together
+        return [frame_model.predict_proba(frame) for _ in range(20)]
+
+    with ThreadPoolExecutor(max_workers=len(frames)) as pool:
+        results = list(pool.map(predict, frames))
+    for repeats, reference in zip(results, expected):
+        for result in repeats:
+            np.testing.assert_array_equal(result, reference)
+
+
 # ------------------------------------------------------------ property-based
 
 _LABELS = {
@@ -897,3 +915,53 @@ def test_random_arrays_give_a_clear_error_or_valid_probabilities(
         data.draw(st.lists(st.integers(0, 2), min_size=n_rows, max_size=n_rows))
     )
     _assert_clear_error_or_valid_proba(X_fit, y_fit, preprocessing=preprocessing)
+
+
+# ------------------------------------- property-based, hypothesis.extra.pandas
+
+_EXTREME = st.sampled_from(
+    [1e300, -1e300, 1.7e308, -1.7e308, 1e-300, 5e-324, -0.0, np.nan]
+) | st.floats(-1e6, 1e6)
+
+#: Column kinds of the generated tables: keyword arguments of
+#: ``hypothesis.extra.pandas.column``, and the dtype the column is cast to.
+_PANDAS_COLUMNS = {
+    "float with NaN": (dict(dtype=float, elements=_floats.filter(np.isfinite) | st.just(np.nan)), None),
+    "extreme floats": (dict(dtype=float, elements=_EXTREME), None),
+    "int64": (dict(dtype="int64", elements=st.integers(-(2**62), 2**62)), None),
+    "bool": (dict(dtype=bool), None),
+    "text with None": (dict(dtype=object, elements=st.sampled_from(["a", "b", "ç", None])), None),
+    "constant": (dict(dtype=float, elements=st.just(7.0)), None),
+    "all missing": (dict(dtype=float, elements=st.just(np.nan)), None),
+    "Int64 with pd.NA": (
+        dict(dtype=float, elements=st.integers(-5, 5).map(float) | st.just(np.nan)),
+        "Int64",
+    ),
+    "boolean with pd.NA": (dict(dtype=object, elements=st.sampled_from([True, False, None])), "boolean"),
+    "string with pd.NA": (dict(dtype=object, elements=st.sampled_from(["x", "y", None])), "string"),
+}
+
+
+@st.composite
+def _pandas_tables(draw):
+    n_rows = draw(st.integers(2, 16))
+    kinds = draw(st.lists(st.sampled_from(sorted(_PANDAS_COLUMNS)), min_size=1, max_size=4))
+    columns = [hpd.column(f"c{i}", **_PANDAS_COLUMNS[kind][0]) for i, kind in enumerate(kinds)]
+    X = draw(hpd.data_frames(columns, index=hpd.range_indexes(n_rows, n_rows)))
+    for i, kind in enumerate(kinds):
+        dtype = _PANDAS_COLUMNS[kind][1]
+        if dtype is not None:
+            X[f"c{i}"] = X[f"c{i}"].astype(dtype)
+    if draw(st.booleans()):
+        X["copy_of_c0"] = X["c0"]  # a duplicated column, under another name
+    # Two or three classes, some with a single row.
+    labels = draw(st.sampled_from([["no", "yes"], [0, 1, 2], [False, True]]))
+    y = np.array(draw(st.lists(st.sampled_from(labels), min_size=n_rows, max_size=n_rows)))
+    event(f"kinds: {', '.join(sorted(set(kinds)))}")
+    return X, y
+
+
+@_PROPERTY_SETTINGS
+@given(table=_pandas_tables())
+def test_pandas_tables_give_a_clear_error_or_valid_probabilities(table):
+    _assert_clear_error_or_valid_proba(*table)
