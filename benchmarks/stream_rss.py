@@ -105,7 +105,8 @@ def main():
                 command = [sys.executable, "-m", "sk_dualhead", "predict"]
                 command += [str(model_path), str(path), "--out", str(out), *pickle]
                 rss, seconds = peak_rss(command)
-                n_out = sum(1 for _ in open(out)) - 1
+                with open(out) as file:
+                    n_out = sum(1 for _ in file) - 1
                 assert n_out == n_rows, (n_out, n_rows)
                 results.append((n_rows, kind, rss, seconds, path.stat().st_size))
                 path.unlink()

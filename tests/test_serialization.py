@@ -14,8 +14,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 import sk_dualhead
-from sk_dualhead import serialization
-from sk_dualhead import _network
+from sk_dualhead import _network, serialization
 from sk_dualhead.calibration import PlattScaling, TemperatureScaling
 from sk_dualhead.preprocessing import TabularPreprocessor
 from sk_dualhead.serialization import ModelFormatError
