@@ -384,6 +384,7 @@ class _Decoder:
     def __init__(self, tensors):
         self.tensors = tensors
         self.classes = _allowed_classes()
+        self.modules = []
 
     def tensor(self, key):
         if type(key) is not str or key not in self.tensors:
@@ -450,11 +451,24 @@ class _Decoder:
                 f"{NETWORK_MODULE} does not define"
             )
         init_kwargs = self.decode(value["init_kwargs"])
-        module = cls(**init_kwargs)
+        # Built on the meta device, the weights are never drawn: loading a
+        # model leaves torch's random numbers alone, and allocates nothing
+        # before the file's own weights take the parameters' place.
+        with torch.device("meta"):
+            module = cls(**init_kwargs)
         module.load_state_dict(
-            {name: self.tensor(key) for name, key in value["state_dict"].items()}
+            {name: self.tensor(key) for name, key in value["state_dict"].items()},
+            assign=True,
         )
+        left = [
+            name
+            for name, tensor in (*module.named_parameters(), *module.named_buffers())
+            if tensor.is_meta
+        ]
+        if left:
+            raise ModelFormatError(f"it holds no weights for {', '.join(left)}")
         module.init_kwargs = init_kwargs
+        self.modules.append(module)
         return module.train(value["training"])
 
     def decode_object(self, value):
@@ -485,6 +499,29 @@ def _dtype(text):
     return np.dtype(text)
 
 
+#: Largest manifest and model JSON read: a few kB and a few MB in practice;
+#: the caps keep a small, highly compressed hostile file from filling memory.
+_MAX_MANIFEST_BYTES = 2**20
+_MAX_STATE_BYTES = 2**30
+
+
+def _check_sizes(archive, path):
+    """Refuse members that would unpack to far more than they could hold."""
+    state, tensors = archive.getinfo(STATE), archive.getinfo(TENSORS)
+    if state.file_size > _MAX_STATE_BYTES:
+        raise ModelFormatError(
+            f"{path} is not a model saved by sk_dualhead.save: its {STATE} "
+            f"unpacks to {state.file_size} bytes."
+        )
+    # save stores the weights uncompressed, so they are never larger than
+    # the file itself.
+    if tensors.compress_type != zipfile.ZIP_STORED:
+        raise ModelFormatError(
+            f"{path} is not a model saved by sk_dualhead.save: its {TENSORS} "
+            "is compressed."
+        )
+
+
 def _read_archive(path):
     """Manifest, model JSON and tensor payload of the file, hashes checked."""
     try:
@@ -511,6 +548,11 @@ def _read_archive(path):
                 f"{path} is not a model saved by sk_dualhead.save: it holds "
                 f"{sorted(names)}, not {sorted([MANIFEST, STATE, TENSORS])}."
             )
+        if archive.getinfo(MANIFEST).file_size > _MAX_MANIFEST_BYTES:
+            raise ModelFormatError(
+                f"{path} is not a model saved by sk_dualhead.save: its manifest "
+                "is too large."
+            )
         try:
             manifest = json.loads(archive.read(MANIFEST))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -529,6 +571,7 @@ def _read_archive(path):
                 f"sk_dualhead {_package_version()} reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade sk_dualhead to load it."
             )
+        _check_sizes(archive, path)
         contents = {}
         for name in (STATE, TENSORS):
             try:
@@ -563,8 +606,9 @@ def load(path, *, sha256=None):
     Returns
     -------
     model : DualHeadClassifier or another instance of ALLOWED_CLASSES
-        The model, on the CPU: a model trained on a GPU gets
-        ``device_ = "cpu"``, with a warning.
+        The model. Its networks are on its ``device_`` when this machine has
+        that device; otherwise on the CPU, with ``device_ = "cpu"`` and a
+        warning.
 
     Raises
     ------
@@ -632,15 +676,51 @@ def load(path, *, sha256=None):
             f"{path} cannot be loaded: its contents are not a valid model "
             f"({type(exc).__name__}: {exc})."
         ) from exc
-    devices = set(tree.get("devices", ())) - {"cpu"}
-    device = getattr(model, "device_", None)
-    if devices or (isinstance(device, str) and device != "cpu"):
-        warnings.warn(
-            f"{path} holds a model trained on {device or ', '.join(sorted(devices))}; "
-            "it is loaded on the CPU and predicts there (device_='cpu').",
-            UserWarning,
-            stacklevel=2,
-        )
-        if device is not None:
-            model.device_ = "cpu"
+    _place(model, decoder.modules, tree.get("devices", ()), path)
     return model
+
+
+def _device_available(device):
+    """Whether tensors can be put on ``device`` on this machine."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        return False
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return kind == "cpu"
+
+
+def _place(model, modules, saved_devices, path):
+    """Move the networks to the model's ``device_``, or make it the CPU.
+
+    Everything is loaded on the CPU. A model whose ``device_`` is a GPU this
+    machine has goes back to it; one whose GPU is missing stays on the CPU,
+    with ``device_ = "cpu"`` and a warning.
+    """
+    device = getattr(model, "device_", None)
+    if not isinstance(device, str):
+        elsewhere = sorted(set(saved_devices) - {"cpu"})
+        if elsewhere:
+            warnings.warn(
+                f"{path} holds tensors saved from {', '.join(elsewhere)}; "
+                "they are loaded on the CPU.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return
+    if device == "cpu":
+        return
+    if _device_available(device):
+        for module in modules:
+            module.to(device)
+        return
+    warnings.warn(
+        f"{path} holds a model trained on {device!r}, which this machine does "
+        "not have; it is loaded on the CPU and predicts there (device_='cpu').",
+        UserWarning,
+        stacklevel=3,
+    )
+    model.device_ = "cpu"

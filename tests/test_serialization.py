@@ -382,21 +382,64 @@ def test_expected_sha256(preprocessor, tmp_path):
 
 def test_a_gpu_model_loads_on_the_cpu_with_a_note(tmp_path, monkeypatch):
     holder = TabularPreprocessor()
-    holder.device_ = "cuda:0"
-    holder.weights_ = torch.ones(3)
+    holder.device_ = "cuda:7"
+    holder.network_ = _small_network()
     path = tmp_path / "model.skdh"
     serialization.save(holder, path)
-    with pytest.warns(UserWarning, match="trained on cuda:0; it is loaded on the CPU"):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="trained on 'cuda:7', which this machine does not have"):
         restored = sk_dualhead.load(path)
-    assert restored.device_ == "cpu" and restored.weights_.device.type == "cpu"
+    assert restored.device_ == "cpu"
+    assert {p.device.type for p in restored.network_.parameters()} == {"cpu"}
+
+
+def test_loading_draws_no_random_numbers(tmp_path):
+    holder = TabularPreprocessor()
+    holder.network_ = _small_network()
+    path = tmp_path / "model.skdh"
+    serialization.save(holder, path)
+    torch.manual_seed(0)
+    sk_dualhead.load(path)
+    after_load = torch.rand(3)
+    torch.manual_seed(0)
+    torch.testing.assert_close(after_load, torch.rand(3), rtol=0, atol=0)
+
+
+def test_missing_weights_are_refused(tmp_path):
+    holder = TabularPreprocessor()
+    holder.network_ = _small_network()
+    path = tmp_path / "model.skdh"
+    serialization.save(holder, path)
+    members = _members(path)
+    tree = json.loads(members["model.json"])
+    tree["attributes"]["network_"]["state_dict"].popitem()
+    members["model.json"] = json.dumps(tree).encode()
+    _rewrite(path, _rehash(members))
+    with pytest.raises(ModelFormatError, match="Missing key|no weights"):
+        sk_dualhead.load(path)
+
+
+def test_a_compressed_payload_is_refused(saved):
+    members = _members(saved)
+    with zipfile.ZipFile(saved, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ModelFormatError, match="tensors.safetensors is compressed"):
+        sk_dualhead.load(saved)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_cuda_tensors_are_saved_from_the_cpu(tmp_path):
+def test_cuda_tensors_are_saved_from_the_cpu(tmp_path, monkeypatch):
     holder = TabularPreprocessor()
+    holder.device_ = "cuda"
     holder.network_ = _small_network().cuda()
     path = tmp_path / "model.skdh"
     serialization.save(holder, path)
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("model.json"))["devices"] == ["cuda"]
+    restored = sk_dualhead.load(path)  # a GPU here: back on it
+    assert next(restored.network_.parameters()).device.type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="loaded on the CPU"):
         restored = sk_dualhead.load(path)
     assert next(restored.network_.parameters()).device.type == "cpu"
