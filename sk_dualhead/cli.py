@@ -13,6 +13,7 @@ every output is whole or absent, and models are saved in the format of
 """
 
 import argparse
+import contextlib
 import pathlib
 import sys
 import time
@@ -387,12 +388,17 @@ def _networks(text):
     return value
 
 
-def _fitting(model, X, y, path):
-    """Fit ``model``; bad input is the user's to fix, not a traceback."""
+@contextlib.contextmanager
+def _user_errors(what):
+    """Report the estimator's errors on bad input as the user's to fix.
+
+    The estimator raises ValueError or TypeError, naming the column and the
+    fix, for input it cannot use: a message, not a traceback.
+    """
     try:
-        return model.fit(X, y)
+        yield
     except (ValueError, TypeError) as exc:
-        raise UserError(f"cannot fit a model on {path}: {exc}") from exc
+        raise UserError(f"{what}: {exc}") from exc
 
 
 def _drop_columns(frame, drop, path):
@@ -424,16 +430,16 @@ def run_fit(args):
                 f"than --cv {args.cv} folds; lower --cv or use --cv 0 to skip it."
             )
         progress = Progress(args.cv, quiet=args.quiet)
-        result = _cross_validating(
-            model.set_params(verbose=0),
-            X,
-            y,
-            cv=args.cv,
-            random_state=args.random_state,
-            progress=progress,
-            label="cross-validation",
-            path=args.data,
-        )
+        with _user_errors(f"cannot fit a model on {args.data}"):
+            result = cross_validate_model(
+                model.set_params(verbose=0),
+                X,
+                y,
+                cv=args.cv,
+                random_state=args.random_state,
+                progress=progress,
+                label="cross-validation",
+            )
         print(f"{args.cv}-fold stratified cross-validation, mean (sd) over folds")
         print(format_table({(str(args.data),): result["scores"]}, ("data",)))
         if args.report:
@@ -444,7 +450,8 @@ def run_fit(args):
     elif args.report:
         raise UserError("--report needs the cross-validation; use --cv 2 or more.")
     start = time.perf_counter()
-    _fitting(model.set_params(verbose=args.verbose), X, y, args.data)
+    with _user_errors(f"cannot fit a model on {args.data}"):
+        model.set_params(verbose=args.verbose).fit(X, y)
     seconds = time.perf_counter() - start
     strategy = getattr(model, "strategy_", model.strategy)
     reason = getattr(model, "strategy_reason_", None)
@@ -461,13 +468,6 @@ def run_fit(args):
     return 0
 
 
-def _cross_validating(model, X, y, *, path, **kwargs):
-    try:
-        return cross_validate_model(model, X, y, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"cannot fit a model on {path}: {exc}") from exc
-
-
 def _predictions(model, frame, path):
     """The prediction and class probabilities of each row of ``frame``."""
     if model_features(model)[0] is None and frame.shape[1] != model.n_features_in_:
@@ -475,10 +475,8 @@ def _predictions(model, frame, path):
             f"{path} has {frame.shape[1]} columns; the model expects "
             f"{model.n_features_in_}."
         )
-    try:
+    with _user_errors(f"cannot predict the rows of {path}"):
         proba = model.predict_proba(frame)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"cannot predict the rows of {path}: {exc}") from exc
     return pd.DataFrame(
         {"prediction": model.classes_[proba.argmax(axis=1)]}
         | {f"proba_{label}": proba[:, i] for i, label in enumerate(model.classes_)},

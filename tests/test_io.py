@@ -443,3 +443,17 @@ def test_empty_tables(tmp_path):
             Table(path).read()
         with pytest.raises(UserError, match=message):
             list(Table(path).chunks())
+
+
+def test_the_estimators_errors_end_without_a_traceback(fitted, tmp_path, capsys):
+    frame, outcome = _clean_table()
+    frame.loc[7, "age"] = np.inf
+    status, _ = _fit(frame, outcome, tmp_path)
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    assert "cannot fit a model on" in err and "infinity in column(s) 'age'" in err
+    model_path, _ = fitted
+    data = tmp_path / "new.csv"
+    _write(frame, data)
+    err = _error(["predict", str(model_path), str(data), *PICKLE], capsys)
+    assert "cannot predict the rows of" in err and "'age'" in err
