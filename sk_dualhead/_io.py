@@ -142,7 +142,7 @@ _PICKLE_STARTS = (
 _ZIP_START = b"PK\x03\x04"
 
 
-def load_model(path, *, allow_pickle=False):
+def load_model(path, *, allow_pickle=False, sha256=None):
     """Load a fitted model for the command line.
 
     Files in the format of :func:`sk_dualhead.save` are read without running
@@ -156,6 +156,8 @@ def load_model(path, *, allow_pickle=False):
         The model file.
     allow_pickle : bool, default=False
         Whether to load pickle and joblib files.
+    sha256 : str, default=None
+        The file's expected SHA-256, checked before anything is loaded.
 
     Returns
     -------
@@ -163,16 +165,20 @@ def load_model(path, *, allow_pickle=False):
         The fitted model.
     """
     from .estimator import DualHeadClassifier
-    from .serialization import ModelFormatError, load
+    from .serialization import ModelFormatError, check_sha256, load
 
     path = pathlib.Path(path)
     try:
         with open(path, "rb") as file:
             start = file.read(4)
+        if sha256 is not None:
+            check_sha256(path, sha256)
     except FileNotFoundError as exc:
         raise UserError(f"model file {path} does not exist.") from exc
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc}") from exc
+    except ModelFormatError as exc:
+        raise UserError(str(exc)) from exc
     if start.startswith(_ZIP_START):
         try:
             model = load(path)

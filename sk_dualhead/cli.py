@@ -505,7 +505,9 @@ def model_columns(model, frame, path):
 
 
 def run_predict(args):
-    model = load_model(args.model, allow_pickle=args.allow_pickle)
+    model = load_model(
+        args.model, allow_pickle=args.allow_pickle, sha256=args.model_sha256
+    )
     table = Table(args.data, encoding=args.encoding, delimiter=args.delimiter)
     # Extra columns (the target, an id) are ignored; order follows training.
     columns, kinds = model_features(model)
@@ -745,6 +747,11 @@ def build_parser():
         "--out", default="-", help="output CSV; '-' writes to stdout (default)"
     )
     _add_model_options(predict)
+    predict.add_argument(
+        "--model-sha256",
+        metavar="HEX",
+        help="the SHA-256 that fit printed: a model file with another is refused",
+    )
     predict.add_argument(
         "--chunk-rows",
         type=_positive,

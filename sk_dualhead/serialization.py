@@ -296,6 +296,19 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def check_sha256(path, expected):
+    """Raise :class:`ModelFormatError` unless the file's SHA-256 is ``expected``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.strip().lower():
+        raise ModelFormatError(
+            f"{path} has SHA-256 {digest.hexdigest()}, not the expected "
+            f"{expected}: it is not the file that was saved."
+        )
+
+
 def _package_version():
     from . import __version__
 
@@ -630,15 +643,7 @@ def load(path, *, sha256=None):
     import safetensors.torch
 
     if sha256 is not None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(2**20), b""):
-                digest.update(block)
-        actual = digest.hexdigest()
-        if actual != sha256.lower():
-            raise ModelFormatError(
-                f"{path} has SHA-256 {actual}, not the expected {sha256}."
-            )
+        check_sha256(path, sha256)
     manifest, state, payload = _read_archive(path)
     saved_version = manifest.get("sk_dualhead_version")
     if saved_version != _package_version():

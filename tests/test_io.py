@@ -1,6 +1,7 @@
 """Files of the command line: crafted pickles, whole-or-absent outputs, real-world tables."""
 
 import errno
+import hashlib
 import gzip
 import os
 import pickle
@@ -457,3 +458,19 @@ def test_the_estimators_errors_end_without_a_traceback(fitted, tmp_path, capsys)
     _write(frame, data)
     err = _error(["predict", str(model_path), str(data), *PICKLE], capsys)
     assert "cannot predict the rows of" in err and "'age'" in err
+
+
+def test_model_sha256_is_checked_before_loading(fitted, tmp_path, capsys):
+    model_path, expected = fitted
+    data = tmp_path / "new.csv"
+    _write(_clean_table()[0], data)
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    proba = _proba(_predict(model_path, data, tmp_path, "--model-sha256", digest.upper()))
+    np.testing.assert_array_equal(proba, expected)
+    marker = tmp_path / "created-by-the-model-file"
+    crafted = tmp_path / "model.joblib"
+    crafted.write_bytes(pickle.dumps(_CreatesAFile(marker)))
+    command = ["predict", str(crafted), str(data), "--allow-pickle"]
+    err = _error([*command, "--model-sha256", digest], capsys)
+    assert f"not the expected {digest}" in err and "not the file that was saved" in err
+    assert not marker.exists()  # even with --allow-pickle
