@@ -116,7 +116,7 @@ def main():
     first = {kind: rss for n, kind, rss, *_ in results if n == args.rows[0]}
     for n_rows, kind, rss, seconds, size in results:
         print(
-            f"| {n_rows:,} | {kind} | {size / 2**20:.0f} | {rss:.0f} | {seconds:.1f} "
+            f"| {n_rows:,} | {kind} | {size / 2**20:.0f} | {rss:.1f} | {seconds:.1f} "
             f"| {rss / first[kind]:.2f} |"
         )
 
