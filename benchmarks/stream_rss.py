@@ -89,28 +89,21 @@ def main():
         model = DualHeadClassifier(
             max_epochs=5, n_networks=1, hidden_sizes=(64, 64), random_state=0
         ).fit(frame, outcome)
-        try:
-            model_path = folder / "model.skdh"
-            save_model(model, model_path)
-            pickle = []
-        except Exception:
-            # Until the estimator's fitted state is packed, only joblib holds it.
-            model_path = folder / "model.joblib"
-            save_model(model, model_path, allow_pickle=True)
-            pickle = ["--allow-pickle"]
+        model_path = folder / "model.skdh"
+        save_model(model, model_path)
         results = []
         for n_rows in args.rows:
             for kind, path in write_inputs(folder, n_rows).items():
                 out = folder / "predictions.csv"
                 command = [sys.executable, "-m", "sk_dualhead", "predict"]
-                command += [str(model_path), str(path), "--out", str(out), *pickle]
+                command += [str(model_path), str(path), "--out", str(out)]
                 rss, seconds = peak_rss(command)
                 with open(out) as file:
                     n_out = sum(1 for _ in file) - 1
                 assert n_out == n_rows, (n_out, n_rows)
                 results.append((n_rows, kind, rss, seconds, path.stat().st_size))
                 path.unlink()
-    print(f"model file: {model_path.name}; chunk rows: default\n")
+    print("model file: sk_dualhead's format (.skdh); chunk rows: default\n")
     print("| rows | format | input MB | peak RSS MB | seconds | peak / smallest table's |")
     print("|---:|---|---:|---:|---:|---:|")
     first = {kind: rss for n, kind, rss, *_ in results if n == args.rows[0]}

@@ -70,19 +70,13 @@ def rows():
 def command_line(argv, folder):
     """Exit status of the command line and what it wrote on stderr, one line.
 
-    Paths are shown relative to ``folder``; the warning that a joblib model
-    is loaded (the tests' model, until the safe format holds the estimator)
-    is left out.
+    Paths are shown relative to ``folder``.
     """
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         status = main([str(arg) for arg in argv])
     text = stderr.getvalue().replace(f"{folder}/", "")
-    lines = [
-        line
-        for line in text.splitlines()
-        if line.strip() and not line.startswith("warning: loading model.joblib")
-    ]
+    lines = [line for line in text.splitlines() if line.strip()]
     message = " / ".join(lines).replace("|", "\\|") or "(nothing)"
     kind = "handled" if status == 0 else f"exit {status}"
     return kind, message
@@ -191,19 +185,19 @@ def cli_rows():
         frame, outcome = test_io._clean_table()
         model = DualHeadClassifier(**test_io.TINY).fit(frame, outcome)
         model_path = folder / test_io.MODEL_FILE
-        save_model(model, model_path, allow_pickle=True)
+        save_model(model, model_path)
         for name, (write, suffix) in _file_cases(folder).items():
             data = folder / f"data{suffix}"
             write(data)
             command = ["predict", model_path, data, "--out", folder / "p.csv"]
-            yield "CLI predict", name, command_line(command + test_io.PICKLE, folder)
+            yield "CLI predict", name, command_line(command, folder)
         tables, outcome = _fit_cases()
         for name, table in tables.items():
             data = folder / "train.csv"
             table.assign(outcome=outcome).to_csv(data, index=False)
             command = ["fit", data, "--target", "outcome", "--cv", "0", "--quiet"]
             command += ["--max-epochs", "1", "--out", folder / test_io.MODEL_FILE]
-            yield "CLI fit", name, command_line(command + test_io.PICKLE, folder)
+            yield "CLI fit", name, command_line(command, folder)
         data = folder / "data.csv"
         frame.to_csv(data, index=False)
         for name, write in _model_files(folder).items():

@@ -525,7 +525,9 @@ def run_predict(args):
 def run_report(args):
     from .report import validation_report
 
-    model = load_model(args.model, allow_pickle=args.allow_pickle)
+    model = load_model(
+        args.model, allow_pickle=args.allow_pickle, sha256=args.model_sha256
+    )
     frame = read_table(args.data, encoding=args.encoding, delimiter=args.delimiter)
     groups = _group_column(frame, args.group, args.data)
     X, y, _ = split_target(frame, args.target, args.data)
@@ -601,6 +603,11 @@ def _add_model_options(command):
         action="store_true",
         help="load a pickle or joblib model file; this runs any code the file "
         "holds, so only for files you trust",
+    )
+    command.add_argument(
+        "--model-sha256",
+        metavar="HEX",
+        help="the SHA-256 that fit printed: a model file with another is refused",
     )
 
 
@@ -747,11 +754,6 @@ def build_parser():
         "--out", default="-", help="output CSV; '-' writes to stdout (default)"
     )
     _add_model_options(predict)
-    predict.add_argument(
-        "--model-sha256",
-        metavar="HEX",
-        help="the SHA-256 that fit printed: a model file with another is refused",
-    )
     predict.add_argument(
         "--chunk-rows",
         type=_positive,

@@ -21,23 +21,8 @@ from sk_dualhead.cli import demo_datasets, demo_models, main
 FIT_FAST = ["--cv", "2", "--max-epochs", "5", "--quiet"]
 
 
-def _safe_format_holds_the_estimator():
-    model = DualHeadClassifier(max_epochs=1, n_networks=1, hidden_sizes=(2,))
-    model.fit(np.arange(8.0).reshape(4, 2), [0, 1, 0, 1])
-    try:
-        sk_dualhead.serialization._estimator_tree(
-            model, sk_dualhead.serialization._Encoder()
-        )
-    except TypeError:
-        return False
-    return True
-
-
-#: Until the estimator's fitted state is packed into a network of
-#: sk_dualhead._network, the safe format cannot hold it: the tests then save
-#: and load joblib files, with --allow-pickle.
-SAFE = _safe_format_holds_the_estimator()
-MODEL_FILE, PICKLE = ("model.skdh", []) if SAFE else ("model.joblib", ["--allow-pickle"])
+#: The command line's own model format (sk_dualhead.save).
+MODEL_FILE = "model.skdh"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +50,6 @@ def fitted_files(table, tmp_path_factory):
     with contextlib.redirect_stdout(stdout):
         status = main(
             ["fit", str(data), "--target", "outcome", *FIT_FAST, "--out", str(model)]
-            + PICKLE
         )
     assert status == 0
     return data, model, stdout.getvalue()
@@ -73,7 +57,7 @@ def fitted_files(table, tmp_path_factory):
 
 def test_fit_saves_a_fitted_classifier(fitted_files, table):
     _, model_path, _ = fitted_files
-    model = load_model(model_path, allow_pickle=True)
+    model = load_model(model_path)
     assert isinstance(model, DualHeadClassifier)
     np.testing.assert_array_equal(model.classes_, ["disease", "healthy"])
     assert list(model.feature_names_in_) == [c for c in table.columns if c != "outcome"]
@@ -93,9 +77,9 @@ def test_fit_takes_the_number_of_networks(table, tmp_path, capsys):
     data, out = tmp_path / "train.csv", tmp_path / MODEL_FILE
     table.to_csv(data, index=False)
     command = ["fit", str(data), "--target", "outcome", "--cv", "0", "--quiet"]
-    command += ["--max-epochs", "2", "--out", str(out), *PICKLE]
+    command += ["--max-epochs", "2", "--out", str(out),]
     assert main([*command, "--n-networks", "2"]) == 0
-    assert load_model(out, allow_pickle=True).n_networks_ == 2
+    assert load_model(out).n_networks_ == 2
     with pytest.raises(SystemExit):
         main([*command, "--n-networks", "0"])
     assert "expected auto or a positive int, got '0'" in capsys.readouterr().err
@@ -104,11 +88,11 @@ def test_fit_takes_the_number_of_networks(table, tmp_path, capsys):
 def test_predict_round_trip(fitted_files, table, tmp_path):
     data, model_path, _ = fitted_files
     out = tmp_path / "preds.csv"
-    assert main(["predict", str(model_path), str(data), "--out", str(out), *PICKLE]) == 0
+    assert main(["predict", str(model_path), str(data), "--out", str(out),]) == 0
     preds = pd.read_csv(out)
     assert list(preds.columns) == ["prediction", "proba_disease", "proba_healthy"]
     assert len(preds) == len(table)
-    model = load_model(model_path, allow_pickle=True)
+    model = load_model(model_path)
     features = table.drop(columns="outcome")
     np.testing.assert_array_equal(preds["prediction"], model.predict(features))
     np.testing.assert_allclose(
@@ -126,14 +110,14 @@ def test_predict_ignores_column_order_and_extra_columns(fitted_files, table, tmp
     new = tmp_path / "new.csv"
     shuffled.to_csv(new, index=False)
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
-    assert main(["predict", str(model_path), str(data), "--out", str(first), *PICKLE]) == 0
-    assert main(["predict", str(model_path), str(new), "--out", str(second), *PICKLE]) == 0
+    assert main(["predict", str(model_path), str(data), "--out", str(first),]) == 0
+    assert main(["predict", str(model_path), str(new), "--out", str(second),]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(first), pd.read_csv(second))
 
 
 def test_predict_to_stdout(fitted_files, table, capsys):
     data, model_path, _ = fitted_files
-    assert main(["predict", str(model_path), str(data), *PICKLE]) == 0
+    assert main(["predict", str(model_path), str(data),]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "prediction,proba_disease,proba_healthy"
     assert len(lines) == len(table) + 1
@@ -145,7 +129,7 @@ def test_parquet_round_trip(fitted_files, table, tmp_path):
     data = tmp_path / "new.parquet"
     table.to_parquet(data)
     out = tmp_path / "preds.csv"
-    assert main(["predict", str(model_path), str(data), "--out", str(out), *PICKLE]) == 0
+    assert main(["predict", str(model_path), str(data), "--out", str(out),]) == 0
     assert len(pd.read_csv(out)) == len(table)
 
 
@@ -248,7 +232,7 @@ def test_predict_data_missing_a_feature(fitted_files, table, tmp_path, capsys):
     _, model_path, _ = fitted_files
     data = tmp_path / "new.csv"
     table.drop(columns=["dose", "outcome"]).to_csv(data, index=False)
-    err = _error(["predict", str(model_path), str(data), *PICKLE], capsys)
+    err = _error(["predict", str(model_path), str(data),], capsys)
     assert "dose" in err
 
 
@@ -335,7 +319,7 @@ def test_report_on_a_table_the_model_was_not_trained_on(table, tmp_path, capsys)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     table.iloc[:100].to_csv(train, index=False)
     table.iloc[100:].to_csv(test, index=False)
-    model_path, out = tmp_path / "model.joblib", tmp_path / "report.html"
+    model_path, out = tmp_path / MODEL_FILE, tmp_path / "report.html"
     command = ["fit", str(train), "--target", "outcome", "--cv", "0", "--quiet"]
     assert main([*command, "--max-epochs", "5", "--n-networks", "1", "--out", str(model_path)]) == 0
     status = main(
@@ -351,7 +335,7 @@ def test_report_on_a_table_the_model_was_not_trained_on(table, tmp_path, capsys)
         assert f"<td>{site}</td>" in html
     # The printed slope and calibration-in-the-large are those of an independent
     # recalibration of the same predictions.
-    model = joblib.load(model_path)
+    model = load_model(model_path)
     frame = table.iloc[100:]
     p = model.predict_proba(frame.drop(columns="outcome"))[:, 1]
     y = (frame["outcome"] == model.classes_[1]).to_numpy()
@@ -371,7 +355,7 @@ def test_fit_writes_the_report_of_the_out_of_fold_predictions(table, tmp_path):
     table.to_csv(data, index=False)
     command = ["fit", str(data), "--target", "outcome", *FIT_FAST, "--n-networks", "1"]
     assert main([*command, "--n-bootstrap", "50", "--report", str(out),
-                 "--out", str(tmp_path / "m.joblib")]) == 0
+                 "--out", str(tmp_path / MODEL_FILE)]) == 0
     html = out.read_text()
     assert "out-of-fold predictions of 2-fold cross-validation" in html
     assert "<h2>Permutation importance</h2>" in html and "Not computed" not in html

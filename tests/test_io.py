@@ -6,16 +6,17 @@ import gzip
 import os
 import pickle
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from test_cli import MODEL_FILE, PICKLE
 
 from sk_dualhead import DualHeadClassifier, cli
 from sk_dualhead._io import Table, UserError, atomic_write, save_model
 from sk_dualhead.cli import main
 
 TINY = dict(max_epochs=3, n_networks=1, hidden_sizes=(16,), random_state=0)
+MODEL_FILE = "model.skdh"
 N_ROWS = 60
 
 
@@ -41,13 +42,13 @@ def fitted(tmp_path_factory):
     frame, outcome = _clean_table()
     model = DualHeadClassifier(**TINY).fit(frame, outcome)
     path = folder / MODEL_FILE
-    save_model(model, path, allow_pickle=True)
+    save_model(model, path)
     return path, model.predict_proba(frame)
 
 
 def _predict(model_path, data, tmp_path, *options):
     out = tmp_path / "predictions.csv"
-    status = main(["predict", str(model_path), str(data), "--out", str(out), *PICKLE, *options])
+    status = main(["predict", str(model_path), str(data), "--out", str(out), *options])
     assert status == 0
     return pd.read_csv(out, float_precision="round_trip")
 
@@ -114,6 +115,9 @@ def test_fit_writes_joblib_only_when_allowed(tmp_path, capsys):
     err = _error([*command, "--max-epochs", "1", "--out", str(out)], capsys)
     assert "names a pickle or joblib file" in err and "--allow-pickle" in err
     assert list(tmp_path.iterdir()) == [data]
+    assert main([*command, "--max-epochs", "1", "--out", str(out), "--allow-pickle"]) == 0
+    model = joblib.load(out)  # what Python users may still do
+    np.testing.assert_array_equal(model.classes_, ["disease", "healthy"])
 
 
 # ------------------------------------------------------ whole or absent
@@ -170,7 +174,7 @@ def test_ctrl_c_while_predicting_leaves_the_previous_output(
     if previous:
         out.write_text("previous predictions\n")
     calls = _interrupt_at_chunk(monkeypatch, 3)
-    command = ["predict", str(model_path), str(data), "--out", str(out), *PICKLE]
+    command = ["predict", str(model_path), str(data), "--out", str(out)]
     err = _error([*command, "--chunk-rows", "10"], capsys, status=130)
     assert calls == [10, 10, 10] and "interrupted" in err
     if previous:
@@ -186,7 +190,7 @@ def test_bad_value_in_a_late_chunk_leaves_the_previous_output(fitted, tmp_path, 
     frame.loc[45, "age"] = "fifty"
     frame.to_csv(data, index=False)
     out.write_text("previous predictions\n")
-    command = ["predict", str(model_path), str(data), "--out", str(out), *PICKLE]
+    command = ["predict", str(model_path), str(data), "--out", str(out)]
     err = _error([*command, "--chunk-rows", "10"], capsys)
     assert "column 'age'" in err and "'fifty' (data row 46)" in err
     assert "not a number" in err and "leave the cell empty" in err
@@ -214,7 +218,7 @@ def test_saving_a_model_is_whole_or_absent(error, status, message, tmp_path, mon
     # fsync comes after every byte is written and before the rename.
     monkeypatch.setattr(os, "fsync", fail)
     command = ["fit", str(data), "--target", "outcome", "--cv", "0", "--quiet"]
-    err = _error([*command, "--max-epochs", "1", "--out", str(out), *PICKLE], capsys, status)
+    err = _error([*command, "--max-epochs", "1", "--out", str(out)], capsys, status)
     assert message in err
     assert out.read_bytes() == b"previous model"
     assert {p.name for p in tmp_path.iterdir()} == {"train.csv", MODEL_FILE}
@@ -285,9 +289,9 @@ def test_a_wrong_encoding_given_is_named(fitted, tmp_path, capsys):
     model_path, _ = fitted
     data = tmp_path / "new.csv"
     _write(_clean_table()[0], data, encoding="latin-1")
-    err = _error(["predict", str(model_path), str(data), *PICKLE, "--encoding", "utf-8"], capsys)
+    err = _error(["predict", str(model_path), str(data), "--encoding", "utf-8"], capsys)
     assert "cannot read" in err and "'utf-8' codec can't decode" in err
-    err = _error(["predict", str(model_path), str(data), *PICKLE, "--encoding", "klingon"], capsys)
+    err = _error(["predict", str(model_path), str(data), "--encoding", "klingon"], capsys)
     assert "unknown encoding: klingon" in err
 
 
@@ -331,7 +335,7 @@ def _fit(frame, outcome, tmp_path, *options):
     frame.assign(outcome=outcome).to_csv(data, index=False)
     out = tmp_path / MODEL_FILE
     command = ["fit", str(data), "--target", "outcome", "--cv", "0", "--quiet"]
-    return main([*command, "--max-epochs", "1", "--out", str(out), *PICKLE, *options]), out
+    return main([*command, "--max-epochs", "1", "--out", str(out), *options]), out
 
 
 def test_identifier_columns_are_warned_about_and_can_be_dropped(tmp_path, capsys):
@@ -398,7 +402,7 @@ def test_parquet_list_and_datetime_columns(fitted, tmp_path, capsys):
 
     listed = tmp_path / "listed.parquet"
     frame.assign(site=[[1, 2]] * N_ROWS).to_parquet(listed)
-    err = _error(["predict", str(model_path), str(listed), *PICKLE], capsys)
+    err = _error(["predict", str(model_path), str(listed)], capsys)
     assert "Column 'site' holds ndarray values" in err and "one value per cell" in err
 
 
@@ -406,7 +410,7 @@ def test_a_ragged_csv_names_the_delimiter(fitted, tmp_path, capsys):
     model_path, _ = fitted
     data = tmp_path / "ragged.csv"
     data.write_text("age;bmi;site;smoker\n1;2;a;no\n1;2;a;no;extra;more\n")
-    err = _error(["predict", str(model_path), str(data), *PICKLE], capsys)
+    err = _error(["predict", str(model_path), str(data)], capsys)
     assert "with delimiter ';'" in err and "--delimiter" in err
 
 
@@ -456,7 +460,7 @@ def test_the_estimators_errors_end_without_a_traceback(fitted, tmp_path, capsys)
     model_path, _ = fitted
     data = tmp_path / "new.csv"
     _write(frame, data)
-    err = _error(["predict", str(model_path), str(data), *PICKLE], capsys)
+    err = _error(["predict", str(model_path), str(data)], capsys)
     assert "cannot predict the rows of" in err and "'age'" in err
 
 
