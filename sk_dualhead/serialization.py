@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._engine import device_available
 from ._io import atomic_write
 
 __all__ = ["ALLOWED_CLASSES", "FORMAT_VERSION", "ModelFormatError", "load", "save"]
@@ -685,19 +686,6 @@ def load(path, *, sha256=None):
     return model
 
 
-def _device_available(device):
-    """Whether tensors can be put on ``device`` on this machine."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        return False
-    if kind == "cuda":
-        return torch.cuda.is_available()
-    if kind == "mps":
-        return torch.backends.mps.is_available()
-    return kind == "cpu"
-
-
 def _place(model, modules, saved_devices, path):
     """Move the networks to the model's ``device_``, or make it the CPU.
 
@@ -718,7 +706,12 @@ def _place(model, modules, saved_devices, path):
         return
     if device == "cpu":
         return
-    if _device_available(device):
+    try:
+        available = device_available(device)
+    except (RuntimeError, TypeError):
+        # Not a device name torch knows: the file's device_ is not to be used.
+        available = False
+    if available:
         for module in modules:
             module.to(device)
         return

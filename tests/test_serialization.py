@@ -466,3 +466,13 @@ def test_saving_never_leaves_a_partial_file(preprocessor, tmp_path, monkeypatch)
         serialization.save(preprocessor, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.skdh"]
+
+
+def test_an_unknown_device_name_loads_on_the_cpu(tmp_path):
+    holder = TabularPreprocessor()
+    holder.device_ = "quantum:0"
+    holder.network_ = _small_network()
+    path = tmp_path / "model.skdh"
+    serialization.save(holder, path)
+    with pytest.warns(UserWarning, match="trained on 'quantum:0'"):
+        assert sk_dualhead.load(path).device_ == "cpu"
