@@ -2,8 +2,10 @@
 
 ``predict`` reads CSV and Parquet in chunks, so its peak resident memory
 should not grow with the table: the target is the 2,000,000-row peak within
-20% of the 200,000-row one. Each run is a fresh process, whose peak RSS the
-parent reads from ``os.wait4``::
+20% of the 200,000-row one. Each run is a fresh process that reports its own
+peak, ``VmHWM`` of ``/proc/self/status`` (Linux). (``ru_maxrss`` of the
+child, from ``os.wait4``, would not do: Linux carries it over ``exec`` from
+the forked copy of this process, whose memory it would report instead.)::
 
     OMP_NUM_THREADS=1 python benchmarks/stream_rss.py [--rows 200000 2000000]
 
@@ -12,7 +14,6 @@ each peak to the smallest table's.
 """
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -67,19 +68,34 @@ def write_inputs(folder, n_rows):
     return {"csv": csv_path, "parquet": parquet_path}
 
 
-def peak_rss(command):
-    """Peak resident memory (MB) and seconds of ``command``, run alone."""
+def peak_rss(argv):
+    """Peak resident memory (MB) and seconds of ``sk-dualhead argv``, in a fresh process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", *argv],
+        stdout=subprocess.PIPE,
+        check=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command} failed with status {status}")
-    # ru_maxrss is in kilobytes on Linux.
-    return usage.ru_maxrss / 1024, seconds
+    return int(result.stdout.split()[-1]) / 1024, seconds
+
+
+def child(argv):
+    """Run the command line, then print this process's peak RSS in kB."""
+    from sk_dualhead.cli import main as command_line
+
+    status = command_line(argv)
+    if status:
+        raise SystemExit(status)
+    with open("/proc/self/status") as file:
+        peak = next(line for line in file if line.startswith("VmHWM:"))
+    print(peak.split()[1])
 
 
 def main():
+    if sys.argv[1:2] == ["--child"]:
+        return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 2_000_000])
     args = parser.parse_args()
@@ -95,8 +111,7 @@ def main():
         for n_rows in args.rows:
             for kind, path in write_inputs(folder, n_rows).items():
                 out = folder / "predictions.csv"
-                command = [sys.executable, "-m", "sk_dualhead", "predict"]
-                command += [str(model_path), str(path), "--out", str(out)]
+                command = ["predict", str(model_path), str(path), "--out", str(out)]
                 rss, seconds = peak_rss(command)
                 with open(out) as file:
                     n_out = sum(1 for _ in file) - 1
