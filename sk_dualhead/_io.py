@@ -35,8 +35,13 @@ DELIMITERS = (",", ";", "\t", "|")
 #: Rows below which a column of distinct values is not taken for an identifier.
 ID_MIN_ROWS = 20
 
-#: Rows read, converted and predicted at a time by :func:`iter_table`.
-CHUNK_ROWS = 50_000
+#: Rows read, converted and predicted at a time by :meth:`Table.chunks`.
+#: Each chunk of CSV text is some hundred thousand short-lived Python strings,
+#: and the C allocator's heap keeps growing by what fragments they leave: with
+#: 50,000 rows a chunk, predict's peak RSS on 4,000,000 rows was 1.22 times
+#: that on 200,000; with 10,000, 1.07 times, for 12% more time
+#: (benchmarks/stream_rss.py).
+CHUNK_ROWS = 10_000
 
 #: Dates become days since this one.
 EPOCH = pd.Timestamp("1970-01-01")
