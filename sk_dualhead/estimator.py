@@ -36,6 +36,7 @@ from ._validation import (
 )
 from .calibration import CALIBRATORS
 from .preprocessing import TabularPreprocessor
+from .serialization import save
 from .strategies import KNOBS, STRATEGIES, choose_strategy, class_weights, resolve_strategy
 
 __all__ = ["DualHeadClassifier"]
@@ -587,6 +588,26 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 state["device_"] = device = "cpu"
             state["network_"] = load_network(state["network_"], device)
         super().__setstate__(state)
+
+    def save(self, path):
+        """Save the model to a file that :func:`sk_dualhead.load` reads without running code.
+
+        The file (``.skdh``) holds the parameters, the fitted state and the
+        weights, with SHA-256 hashes; it is written whole or not at all. See
+        :doc:`/howto/sharing_models`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the model.
+
+        Returns
+        -------
+        sha256 : str
+            The SHA-256 of the file written, which ``sk_dualhead.load(path,
+            sha256=...)`` can check where the file arrives.
+        """
+        return save(self, path)
 
     # -------------------------------------------------------------- predict
 

@@ -26,9 +26,7 @@ scikit-learn; the figures and :meth:`ValidationReport.to_html` need
 Matplotlib (the ``[plot]`` extra).
 """
 
-import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
@@ -40,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._io import atomic_write
 from .metrics import (
     _EPS,
     _calibration_errors,
@@ -561,23 +560,8 @@ class ValidationReport:
         """
         path = pathlib.Path(path)
         text = self.html()
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        try:
-            # mkstemp creates the file private (0600); give it the mode a plain open
-            # would have.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            pathlib.Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "w", encoding="utf-8") as file:
+            file.write(text)
         return path
 
     def html(self):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import __version__
 from ._engine import device_available
 from ._io import atomic_write
 
@@ -310,12 +311,6 @@ def check_sha256(path, expected):
         )
 
 
-def _package_version():
-    from . import __version__
-
-    return __version__
-
-
 def save(model, path):
     """Save a model to a file that :func:`load` reads without running code.
 
@@ -369,7 +364,7 @@ def save(model, path):
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "sk_dualhead_version": _package_version(),
+        "sk_dualhead_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "files": {
@@ -582,7 +577,7 @@ def _read_archive(path):
             raise ModelFormatError(
                 f"{path} was written in model format version {version} by "
                 f"sk_dualhead {manifest.get('sk_dualhead_version')}; this "
-                f"sk_dualhead {_package_version()} reads versions up to "
+                f"sk_dualhead {__version__} reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade sk_dualhead to load it."
             )
         _check_sizes(archive, path)
@@ -647,10 +642,10 @@ def load(path, *, sha256=None):
         check_sha256(path, sha256)
     manifest, state, payload = _read_archive(path)
     saved_version = manifest.get("sk_dualhead_version")
-    if saved_version != _package_version():
+    if saved_version != __version__:
         warnings.warn(
             f"{path} was saved with sk_dualhead {saved_version} and is loaded "
-            f"with sk_dualhead {_package_version()}; it may predict differently. "
+            f"with sk_dualhead {__version__}; it may predict differently. "
             "Refit it with this version, or load it with the version it was "
             "saved with.",
             UserWarning,

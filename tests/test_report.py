@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from sk_dualhead import metrics
+from sk_dualhead import _io, metrics
 from sk_dualhead import report as report_module
 from sk_dualhead.report import validation_report, validation_report_from_predictions
 
@@ -247,7 +247,8 @@ def test_html_is_self_contained_and_has_every_section(report, tmp_path):
 
 def test_failed_write_leaves_no_file(report, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(report_module.os, "replace", _fail)
+    # The report is written through _io.atomic_write, renamed into place last.
+    monkeypatch.setattr(_io.os, "replace", _fail)
     with pytest.raises(OSError, match="disk full"):
         report.to_html(tmp_path / "report.html")
     assert os.listdir(tmp_path) == []

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fast_classifier
+from sklearn.datasets import make_classification
 from sklearn.preprocessing import StandardScaler
 
 import sk_dualhead
@@ -476,3 +478,12 @@ def test_an_unknown_device_name_loads_on_the_cpu(tmp_path):
     serialization.save(holder, path)
     with pytest.warns(UserWarning, match="trained on 'quantum:0'"):
         assert sk_dualhead.load(path).device_ == "cpu"
+
+
+def test_the_estimator_saves_itself(tmp_path):
+    X, y = make_classification(n_samples=120, n_features=5, random_state=0)
+    clf = fast_classifier(n_networks=2, max_epochs=3).fit(X, y)
+    path = tmp_path / "model.skdh"
+    digest = clf.save(path)
+    loaded = sk_dualhead.load(path, sha256=digest)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
