@@ -528,7 +528,7 @@ class Table:
         except ImportError as exc:
             raise UserError(
                 f"cannot read {self.path}: reading Parquet needs pyarrow "
-                "(pip install pyarrow)."
+                "(pip install 'sk-dualhead[parquet]')."
             ) from exc
         try:
             file = pq.ParquetFile(self.path)
