@@ -53,3 +53,15 @@ LOSS_WEIGHTS = (
 """
     + LOSS_REDUCTION
 )
+
+#: The labels, probabilities and name of the calibration plots.
+BINARY_PROBABILITIES = """\
+    y_true : array-like of shape (n_samples,)
+        True labels of a binary problem.
+
+    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
+        Predicted probability of the positive class, or the output of
+        ``predict_proba`` (its second column is used).
+
+    name : str, default=None
+        Name of the model in the legend."""

@@ -13,6 +13,7 @@ from functools import partial
 
 import numpy as np
 
+from ._docstring import BINARY_PROBABILITIES, Substitution
 from .metrics import (
     expected_calibration_error,
     integrated_calibration_index,
@@ -96,6 +97,7 @@ def _binary_scores(y_true, y_score, pos_label):
     return y_true, y_score, pos_label
 
 
+@Substitution(binary_probabilities=BINARY_PROBABILITIES)
 def plot_reliability(
     y_true,
     y_prob,
@@ -116,15 +118,7 @@ def plot_reliability(
 
     Parameters
     ----------
-    y_true : array-like of shape (n_samples,)
-        True labels of a binary problem.
-
-    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
-        Predicted probability of the positive class, or the output of
-        ``predict_proba`` (its second column is used).
-
-    name : str, default=None
-        Name of the model in the legend.
+    {binary_probabilities}
 
     n_bins : int, default=10
         Number of bins, for the curve and the ECE alike.
@@ -205,6 +199,7 @@ def plot_reliability(
     return display
 
 
+@Substitution(binary_probabilities=BINARY_PROBABILITIES)
 def plot_calibration_curve(
     y_true,
     y_prob,
@@ -229,15 +224,7 @@ def plot_calibration_curve(
 
     Parameters
     ----------
-    y_true : array-like of shape (n_samples,)
-        True labels of a binary problem.
-
-    y_prob : array-like of shape (n_samples,) or (n_samples, 2)
-        Predicted probability of the positive class, or the output of
-        ``predict_proba`` (its second column is used).
-
-    name : str, default=None
-        Name of the model in the legend.
+    {binary_probabilities}
 
     n_knots : {3, 4, 5}, default=3
         Knots of the spline.
