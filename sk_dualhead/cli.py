@@ -314,7 +314,8 @@ def demo_figures(datasets, results, out):
         axes = plot_loss_curves(fitted)
         fig = axes[0].figure
         fig.suptitle(
-            f"DualHead(balanced) on {data_name}, first training fold: loss terms per epoch"
+            f"DualHead(balanced) on {data_name}, first training fold, network 1 of "
+            f"{fitted.n_networks_}: loss terms per epoch"
         )
         paths.append(out / f"loss_curves_{data_name}.png")
         _save_figure(fig, paths[-1])
