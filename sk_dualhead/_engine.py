@@ -800,7 +800,6 @@ def _datasets(features, y, sample_weight, valid_rows):
 
 def _make_net(config, n_members, n_train, valid, valid_calibration):
     """The skorch net that trains the members."""
-    batch_size = config.batch_size
     callbacks = []
     if config.max_grad_norm is not None:
         callbacks.append(("gradient_clipping", MemberGradientNormClipping(config.max_grad_norm)))
@@ -846,7 +845,7 @@ def _make_net(config, n_members, n_train, valid, valid_calibration):
         optimizer__fused=fused_adamw_available(config.device) or None,
         lr=config.lr,
         max_epochs=config.max_epochs,
-        batch_size=batch_size,
+        batch_size=config.batch_size,
         iterator_train=TensorBatches,
         iterator_train__shuffle=True,
         iterator_valid=TensorBatches,
