@@ -75,3 +75,23 @@ def test_fit_seconds_puts_the_default_beside_the_boosters():
     # a model not run on a set is a blank cell in the report
     text = quality._markdown(seconds.reset_index(names="dataset"), {})
     assert text.splitlines()[-1].endswith("|  |")
+
+
+def test_gaps_compare_the_default_with_the_best_peer_and_logistic_regression():
+    table = pd.DataFrame(
+        {
+            "dataset": ["a"] * 4,
+            "model": ["DualHead (default)", "DualHead (1 network)", "LightGBM",
+                      "LogisticRegression"],
+            "roc_auc": [0.90, 0.99, 0.93, 0.85],
+            "average_precision": [0.70, 0.99, 0.60, 0.65],
+            "ece": [0.03, 0.00, 0.05, 0.01],
+        }
+    )
+    row = quality.gaps(table).iloc[0]
+    # our own variants are not peers
+    assert row["best roc_auc"] == "LightGBM"
+    assert row["roc_auc"] == pytest.approx(-0.03)
+    assert row["best average_precision"] == "LogisticRegression"
+    assert row["average_precision"] == pytest.approx(0.05)
+    assert row["ece"] == pytest.approx(0.02)
