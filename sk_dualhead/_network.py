@@ -357,7 +357,9 @@ class InferencePass:
 
     Every call computes exactly ``n_rows`` rows (fewer are padded with
     zeros): BLAS picks its kernels by matrix shape, so with one shape a row's
-    logits are bit-for-bit the same whatever rows are predicted with it.
+    logits do not depend on how many rows are predicted with it (its
+    position in the chunk can still change the last bit of a float32
+    product).
 
     Parameters
     ----------

@@ -17,9 +17,15 @@ CHECKED = dict(hidden_sizes=(32,), max_epochs=40)
 _WEIGHTS_ARE_NOT_REPEATS = (
     "minibatch training: weights equal repetitions only in expectation"
 )
+# The network computes in float32, and BLAS may round a row's product in
+# the last bit differently at another position in the batch: up to one
+# float32 ulp, above the check's relative tolerance of 1e-7 for some rows.
+# tests/test_estimator.py checks row-order invariance to float32 rounding.
+_FLOAT32_PRODUCTS = "float32 products: row order changes the last bit"
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS,
     "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_ARE_NOT_REPEATS,
+    "check_methods_sample_order_invariance": _FLOAT32_PRODUCTS,
 }
 
 

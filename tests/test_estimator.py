@@ -69,6 +69,16 @@ def test_predict_proba_contract(fitted, binary):
     np.testing.assert_allclose(scores, np.log(proba[:, 1] / proba[:, 0]), atol=1e-8)
 
 
+def test_predictions_do_not_depend_on_row_order(fitted, binary):
+    # To float32 rounding: a row's products may round differently in the last
+    # bit at another position in the batch (see tests/test_common.py).
+    X, _ = binary
+    order = np.random.default_rng(0).permutation(len(X))
+    for method in (fitted.predict_proba, fitted.decision_function):
+        np.testing.assert_allclose(method(X)[order], method(X[order]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(fitted.predict(X)[order], fitted.predict(X[order]))
+
+
 @pytest.mark.parametrize("head", ["main", "aux", "mean"])
 def test_predict_head(binary, head):
     X, y = binary

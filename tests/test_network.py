@@ -185,7 +185,9 @@ def test_inference_pass_row_does_not_depend_on_its_neighbours():
         alone = torch.cat(
             [_inferred(network, X[i : i + 1], "mean", 16) for i in range(37)], dim=1
         )
-    torch.testing.assert_close(alone, together, rtol=0, atol=0)
+    # Equal to float32 rounding: on some CPUs BLAS rounds a row's product in
+    # the last bit differently at another position in the chunk.
+    torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-7)
 
 
 def test_inference_pass_without_hidden_layers_leaves_the_input_alone():
