@@ -182,7 +182,7 @@ class PeriodicEmbedding(nn.Module):
 #: Embeddings of the continuous input columns, by name; ``None`` feeds them
 #: to the trunk as they are. ``"periodic"``: 16 frequencies and 16 values per
 #: column (RealMLP: 16 and 4; rtdl_num_embeddings: 48 and 24), frequencies
-#: drawn with ``sigma=0.03`` (see ``docs/benchmarks/quality.md``).
+#: drawn with ``sigma=0.03`` (see ``docs/benchmarks/defaults.md``).
 NUMERICAL_EMBEDDINGS = {
     None: None,
     "periodic": functools.partial(

@@ -225,9 +225,10 @@ def test_estimator_fits_a_raw_table_with_periodic_embedding(table):
 
 def test_periodic_embedding_changes_the_fit(table):
     X, y = table
-    default = fast_classifier().fit(X, y)
+    plain = fast_classifier(numerical_embedding=None).fit(X, y)
     periodic = fast_classifier(numerical_embedding="periodic").fit(X, y)
-    assert not np.allclose(default.predict_proba(X), periodic.predict_proba(X))
+    assert plain.network_.numerical_embedding is None
+    assert not np.allclose(plain.predict_proba(X), periodic.predict_proba(X))
 
 
 def test_unknown_numerical_embedding_is_a_clear_error(table):
