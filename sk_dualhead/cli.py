@@ -381,12 +381,11 @@ def _networks(text):
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or a positive int, got {text!r}")
-    return value
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a positive int, got {text!r}"
+        ) from None
 
 
 @contextlib.contextmanager
