@@ -180,15 +180,29 @@ class PeriodicEmbedding(nn.Module):
 
 
 #: Embeddings of the continuous input columns, by name; ``None`` feeds them
-#: to the trunk as they are. ``"periodic"``: 16 frequencies and 16 values per
-#: column (RealMLP: 16 and 4; rtdl_num_embeddings: 48 and 24), frequencies
-#: drawn with ``sigma=0.03`` (see ``docs/benchmarks/defaults.md``).
+#: to the trunk as they are. ``"periodic"``: 16 frequencies per column
+#: (RealMLP: 16; rtdl_num_embeddings: 48) drawn with ``sigma=0.03``, and
+#: 4 to 16 values per column (see :func:`embedding_width` and
+#: ``docs/benchmarks/defaults.md``).
 NUMERICAL_EMBEDDINGS = {
     None: None,
-    "periodic": functools.partial(
-        PeriodicEmbedding, n_frequencies=16, d_embedding=16, sigma=0.03
-    ),
+    "periodic": functools.partial(PeriodicEmbedding, n_frequencies=16, sigma=0.03),
 }
+
+#: Width of the embedding of a continuous column: most and fewest values,
+#: and the total the columns of more than two values share.
+MAX_EMBEDDING_WIDTH, MIN_EMBEDDING_WIDTH, TOTAL_EMBEDDING_WIDTH = 16, 4, 256
+
+
+def embedding_width(n_columns):
+    """Values per column when ``n_columns`` columns of many values are embedded.
+
+    16 each up to 16 columns, then ``256 // n_columns``, at least 4: the
+    first layer of a wide table costs about what a 256-wide second layer
+    does, not many times more.
+    """
+    share = TOTAL_EMBEDDING_WIDTH // max(n_columns, 1)
+    return min(MAX_EMBEDDING_WIDTH, max(MIN_EMBEDDING_WIDTH, share))
 
 
 def embedding_dim(cardinality):
@@ -259,6 +273,7 @@ class PackedDualHeadNetwork(nn.Module):
         normalization=None,
         category_cardinalities=(),
         numerical_embedding=None,
+        two_valued_columns=(),
     ):
         super().__init__()
         self.init_kwargs = {
@@ -271,14 +286,36 @@ class PackedDualHeadNetwork(nn.Module):
             "normalization": normalization,
             "category_cardinalities": list(category_cardinalities),
             "numerical_embedding": numerical_embedding,
+            "two_valued_columns": [list(entry) for entry in two_valued_columns],
         }
         self.n_members = n_members
         self.n_continuous = n_continuous
         self.n_classes = n_classes
         make_embedding = NUMERICAL_EMBEDDINGS[numerical_embedding]
-        self.numerical_embedding = (
-            None if make_embedding is None else make_embedding(n_members, n_continuous)
+        if make_embedding is None:
+            two_valued_columns = ()
+        two_valued = [int(column) for column, _, _ in two_valued_columns]
+        many_valued = [j for j in range(n_continuous) if j not in set(two_valued)]
+        self.register_buffer("many_valued", torch.tensor(many_valued, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("two_valued", torch.tensor(two_valued, dtype=torch.long),
+                             persistent=False)
+        # Row 0 each two-valued column's low value, row 1 its high one.
+        self.register_buffer(
+            "two_levels",
+            torch.tensor([[low for _, low, _ in two_valued_columns],
+                          [high for _, _, high in two_valued_columns]]).view(2, -1),
+            persistent=False,
         )
+        self.numerical_embedding = self.two_valued_embedding = None
+        if make_embedding is not None:
+            self.numerical_embedding = make_embedding(
+                n_members, len(many_valued), d_embedding=embedding_width(len(many_valued))
+            )
+        if two_valued:
+            self.two_valued_embedding = make_embedding(
+                n_members, len(two_valued), d_embedding=MAX_EMBEDDING_WIDTH
+            )
         # nn.Embedding's initialisation, N(0, 1), one table per member.
         self.embeddings = nn.ParameterList(
             nn.Parameter(torch.randn(n_members, cardinality, embedding_dim(cardinality)))
@@ -288,7 +325,10 @@ class PackedDualHeadNetwork(nn.Module):
             n_continuous
             if self.numerical_embedding is None
             else self.numerical_embedding.output_width
-        ) + sum(table.shape[-1] for table in self.embeddings)
+        )
+        if self.two_valued_embedding is not None:
+            width += self.two_valued_embedding.output_width
+        width += sum(table.shape[-1] for table in self.embeddings)
         layers = []
         for size in hidden_sizes:
             layers.append(PackedLinear(n_members, width, size))
@@ -303,31 +343,72 @@ class PackedDualHeadNetwork(nn.Module):
         self.heads = PackedLinear(n_members, width, 2 * n_classes)
 
     def trunk_inputs(self, X):
-        """The trunks' input: continuous columns, embedded or not, then embeddings.
+        """The input of the first layer: continuous columns, then category embeddings.
 
         ``X`` is ``(n, n_columns)``, or ``(n_members, n, n_columns)`` when
         each member sees its own copy (only the continuous columns may
-        differ between the copies). The result is shared, ``(n, width)``,
-        when nothing is embedded.
+        differ between the copies). With a numerical embedding the
+        continuous columns of many values are embedded, and each two-valued
+        one is mapped to 0 and 1, its weight in :meth:`first_layer` folded
+        from its embedding. The result is shared, ``(n, width)``, when
+        nothing is embedded.
         """
-        inputs = X[..., : self.n_continuous]
+        continuous = X[..., : self.n_continuous]
+        inputs = [continuous]
         if self.numerical_embedding is not None:
-            inputs = self.numerical_embedding(inputs)
-        if not len(self.embeddings):
-            return inputs
-        codes = X[..., self.n_continuous :].long()
-        if codes.dim() == 3:
-            codes = codes[0]
-        if inputs.dim() == 2:
-            inputs = inputs.expand(self.n_members, *inputs.shape)
+            inputs = [self.numerical_embedding(continuous[..., self.many_valued])]
+            if self.two_valued_embedding is not None:
+                low, high = self.two_levels
+                inputs.append((continuous[..., self.two_valued] - low) / (high - low))
+        if len(self.embeddings):
+            codes = X[..., self.n_continuous :].long()
+            if codes.dim() == 3:
+                codes = codes[0]
+            inputs += [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)]
+        if len(inputs) == 1:
+            return inputs[0]
         return torch.cat(
-            [inputs] + [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)],
+            [part.expand(self.n_members, *part.shape) if part.dim() == 2 else part
+             for part in inputs],
             dim=2,
         )
 
+    def first_layer(self):
+        """The weight and bias of the first layer, as :meth:`trunk_inputs` needs them.
+
+        A two-valued column's embedding takes two values, ``e0`` at its low
+        value and ``e1`` at its high one, so on its two values it is
+        ``e0 + t (e1 - e0)`` with ``t`` 0 or 1: the layer's block of weights
+        ``W`` on that embedding folds into one row ``(e1 - e0) W`` on ``t``
+        and a bias ``e0 W``. The network is the one that embeds every
+        column; a two-valued column costs a row of the product, not 16.
+        """
+        layer = self.trunk[0] if len(self.trunk) else self.heads
+        if self.two_valued_embedding is None:
+            return layer.weight, layer.bias
+        start = self.numerical_embedding.output_width
+        stop = start + self.two_valued_embedding.output_width
+        k, n_columns = self.n_members, len(self.two_valued)
+        block = layer.weight[:, start:stop].view(k, n_columns, -1, layer.out_features)
+        low, high = self.two_valued_embedding(self.two_levels).view(k, 2, n_columns, -1).unbind(1)
+        weight = torch.cat(
+            [layer.weight[:, :start],
+             torch.einsum("kfd,kfdo->kfo", high - low, block),
+             layer.weight[:, stop:]],
+            dim=1,
+        )
+        bias = layer.bias + torch.einsum("kfd,kfdo->ko", low, block).unsqueeze(1)
+        return weight, bias
+
     def forward(self, X):
         """Return ``(main_logits, aux_logits)``, each ``(n_members, n, n_classes)``."""
-        logits = self.heads(self.trunk(self.trunk_inputs(X)))
+        inputs = self.trunk_inputs(X)
+        if inputs.dim() == 2:
+            inputs = inputs.expand(self.n_members, *inputs.shape)
+        weight, bias = self.first_layer()
+        logits = torch.baddbmm(bias, inputs, weight)
+        if len(self.trunk):
+            logits = self.heads(self.trunk[1:](logits))
         return logits[..., : self.n_classes], logits[..., self.n_classes :]
 
 
@@ -387,10 +468,19 @@ class InferencePass:
     def __init__(self, network, heads, n_rows):
         self.network = network
         self.n_rows = n_rows
+        with torch.no_grad():
+            first_layer = network.first_layer()
+        # Each linear layer's weight and bias; the first layer's folded once.
+        self.weights = [
+            (layer.weight, layer.bias) if isinstance(layer, PackedLinear) else None
+            for layer in [*network.trunk, network.heads]
+        ]
+        self.weights[0] = first_layer
         first, last = HEAD_SLICES[heads]
         n_classes = network.n_classes
-        self.head_weight = network.heads.weight[..., first * n_classes : last * n_classes]
-        self.head_bias = network.heads.bias[..., first * n_classes : last * n_classes]
+        head_weight, head_bias = self.weights.pop()
+        self.head_weight = head_weight[..., first * n_classes : last * n_classes]
+        self.head_bias = head_bias[..., first * n_classes : last * n_classes]
         device = self.head_weight.device
         self.buffers = [
             torch.empty(network.n_members, n_rows, layer.out_features, device=device)
@@ -414,9 +504,10 @@ class InferencePass:
         hidden = self.network.trunk_inputs(X)
         if hidden.dim() == 2:
             hidden = hidden.expand(self.network.n_members, *hidden.shape)
-        for layer, buffer in zip(self.network.trunk, self.buffers):
+        for layer, buffer, weights in zip(self.network.trunk, self.buffers, self.weights):
             if buffer is not None:
-                hidden = torch.baddbmm(layer.bias, hidden, layer.weight, out=buffer)
+                weight, bias = weights
+                hidden = torch.baddbmm(bias, hidden, weight, out=buffer)
             elif type(layer) in _IN_PLACE_ACTIVATIONS:
                 # hidden is a buffer of this pass or a normalisation's fresh
                 # output, never the caller's X: the trunk starts with a

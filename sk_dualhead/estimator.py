@@ -45,6 +45,21 @@ __all__ = ["DualHeadClassifier"]
 AUTO_ONE_NETWORK_ROWS = 10_000
 
 
+def _two_valued_columns(continuous):
+    """``(column, low, high)`` of each column of at most two values.
+
+    One-hot levels and missing indicators are such columns: any function of
+    them is linear in them, so the network folds their embeddings into its
+    first layer (a constant column gets ``high = low + 1``).
+    """
+    found = []
+    for j, column in enumerate(continuous.T):
+        low, high = column.min(), column.max()
+        if np.all((column == low) | (column == high)):
+            found.append((j, float(low), float(high) if high > low else float(low) + 1.0))
+    return tuple(found)
+
+
 def _keeps_previous_fit_on_failure(fit):
     """Make ``fit`` all or nothing: on any exception, restore the fitted state.
 
@@ -110,8 +125,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     numerical_embedding : {"periodic"} or None, default="periodic"
         Embedding of the continuous input columns before the trunk;
         ``"periodic"`` is PLR (Gorishniy et al. 2022), which lets the first
-        layer learn non-monotone effects of a column. ``None`` feeds them as
-        they are: a cheaper fit for nearly linear tables.
+        layer learn non-monotone effects of a column: 16 values per column,
+        fewer (at least 4) when more than 16 columns share 256. A two-valued
+        column (a one-hot level, a missing indicator) is embedded too, folded
+        into the first layer at the cost of one input. ``None`` feeds the
+        columns as they are: a cheaper fit for nearly linear tables.
 
     lr : float, default=1e-3
         Learning rate of the AdamW optimizer.
@@ -530,6 +548,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 "normalization": self.normalization,
                 "category_cardinalities": cardinalities,
                 "numerical_embedding": self.numerical_embedding,
+                "two_valued_columns": _two_valued_columns(
+                    features[:, : features.shape[1] - len(cardinalities)]
+                ),
             },
             strategy=entry,
             class_weights=alpha,

@@ -15,6 +15,7 @@ from sk_dualhead._network import (
     InferencePass,
     PackedDualHeadNetwork,
     PeriodicEmbedding,
+    embedding_width,
 )
 
 
@@ -60,6 +61,58 @@ def test_periodic_frequencies_start_at_sigma():
     assert embed.frequencies.std().item() == pytest.approx(0.03, rel=0.1)
 
 
+@pytest.mark.parametrize(
+    ("n_columns", "width"), [(0, 16), (1, 16), (16, 16), (30, 8), (64, 4), (500, 4)]
+)
+def test_embedding_width_shrinks_with_the_number_of_columns(n_columns, width):
+    assert embedding_width(n_columns) == width
+    network = _network(n_continuous=n_columns, cardinalities=(), numerical_embedding="periodic")
+    assert network.numerical_embedding.output_width == n_columns * width
+
+
+#: Of the four continuous columns of ``_two_valued_inputs``, (column, low, high).
+TWO_VALUED = [(1, 0.0, 1.0), (3, -0.5, 2.5)]
+
+
+def _two_valued_inputs(n_rows=40, cardinalities=(5,)):
+    # Column 1 a 0/1 indicator, column 3 a scaled numeric of two values.
+    X = _inputs(n_rows, 4, cardinalities)
+    X[:, 1] = (X[:, 1] > 0).float()
+    X[:, 3] = torch.where(X[:, 3] > 0, 2.5, -0.5)
+    return X
+
+
+@pytest.mark.parametrize("hidden_sizes", [(8,), ()])
+def test_two_valued_columns_fold_into_the_first_layer(hidden_sizes):
+    # The network computes what it would with every column embedded: the
+    # two-valued columns' embeddings concatenated to the input and multiplied
+    # by the first layer's full weight.
+    network = _network(
+        hidden_sizes=hidden_sizes, numerical_embedding="periodic",
+        two_valued_columns=TWO_VALUED,
+    )
+    X = _two_valued_inputs()
+    assert network.many_valued.tolist() == [0, 2]
+    embedded = torch.cat(
+        [
+            network.numerical_embedding(X[:, [0, 2]]),
+            network.two_valued_embedding(X[:, [1, 3]]),
+            network.embeddings[0][:, X[:, 4].long()],
+        ],
+        dim=2,
+    )
+    layer = network.trunk[0] if hidden_sizes else network.heads
+    expected = torch.baddbmm(layer.bias, embedded, layer.weight)
+    if hidden_sizes:
+        expected = network.heads(network.trunk[1:](expected))
+    main, aux = network(X)
+    torch.testing.assert_close(torch.cat([main, aux], dim=2), expected)
+    # Each two-valued column costs one row of the first layer, not 16.
+    category_width = network.embeddings[0].shape[-1]
+    assert network.first_layer()[0].shape[1] == 2 * 16 + 2 + category_width
+    assert layer.weight.shape[1] == 4 * 16 + category_width
+
+
 @pytest.mark.parametrize("numerical_embedding", list(NUMERICAL_EMBEDDINGS))
 @pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
 def test_each_member_is_the_network_it_would_be_alone(normalization, numerical_embedding):
@@ -67,14 +120,14 @@ def test_each_member_is_the_network_it_would_be_alone(normalization, numerical_e
     # member 1's weights computes: no member reads another's weights.
     packed = _network(
         cardinalities=(5, 7), normalization=normalization,
-        numerical_embedding=numerical_embedding,
+        numerical_embedding=numerical_embedding, two_valued_columns=TWO_VALUED,
     )
     alone = _network(
         n_members=1, cardinalities=(5, 7), normalization=normalization,
-        numerical_embedding=numerical_embedding,
+        numerical_embedding=numerical_embedding, two_valued_columns=TWO_VALUED,
     )
     alone.load_state_dict({k: v[1:2] for k, v in packed.state_dict().items()})
-    X = _inputs(6, 4, (5, 7))
+    X = _two_valued_inputs(6, (5, 7))
     for mode in (packed.train, packed.eval):
         mode()
         alone.train(packed.training)
@@ -94,8 +147,8 @@ def test_every_parameter_and_buffer_has_the_members_first():
 
 
 def test_gradients_of_one_member_stay_in_that_member():
-    network = _network(numerical_embedding="periodic")
-    main, aux = network(_inputs(32, 4, (5,)))
+    network = _network(numerical_embedding="periodic", two_valued_columns=TWO_VALUED)
+    main, aux = network(_two_valued_inputs(32))
     (main[2].sum() + aux[2].sum()).backward()
     for name, parameter in network.named_parameters():
         assert parameter.grad[2].abs().sum() > 0, name
@@ -120,10 +173,13 @@ def test_periodic_network_without_continuous_columns():
 
 
 def test_network_rebuilds_from_its_init_kwargs():
-    network = _network(normalization="layernorm", numerical_embedding="periodic")
+    network = _network(
+        normalization="layernorm", numerical_embedding="periodic",
+        two_valued_columns=TWO_VALUED,
+    )
     twin = PackedDualHeadNetwork(**network.init_kwargs)
     twin.load_state_dict(network.state_dict())
-    X = _inputs(5, 4, (5,))
+    X = _two_valued_inputs(5)
     torch.testing.assert_close(twin.eval()(X), network.eval()(X), rtol=0, atol=0)
 
 
@@ -162,8 +218,9 @@ def test_inference_pass_matches_the_module(
         normalization=normalization,
         cardinalities=(5, 40),
         numerical_embedding=numerical_embedding,
+        two_valued_columns=TWO_VALUED,
     )
-    X = _inputs(50, 4, (5, 40))
+    X = _two_valued_inputs(50, (5, 40))
     network.train()(X)  # moves BatchNorm's running statistics off their start
     network.eval()
     with torch.inference_mode():
@@ -211,16 +268,35 @@ def test_estimator_fits_a_raw_table_with_periodic_embedding(table):
     clf = fast_classifier(numerical_embedding="periodic").fit(X, y)
     network = clf.network_
     assert isinstance(network.numerical_embedding, PeriodicEmbedding)
-    # Every continuous column is embedded; the high-cardinality city keeps
-    # its category embedding.
-    n_columns = len(clf.preprocessor_.get_feature_names_out())
-    n_embedded = len(clf.preprocessor_.category_cardinalities_)
-    assert network.numerical_embedding.frequencies.shape[1] == n_columns - n_embedded
-    assert len(network.embeddings) == n_embedded == 1
+    # Every continuous column is embedded: one-hot levels and missing
+    # indicators, two-valued, through the first layer; the high-cardinality
+    # city keeps its category embedding.
+    continuous = clf.preprocessor_.transform(X)[:, : clf.preprocessor_.n_continuous_]
+    levels = [np.unique(column) for column in continuous.T]
+    two_valued = [j for j, values in enumerate(levels) if len(values) == 2]
+    assert 0 < len(two_valued) < continuous.shape[1]
+    assert network.two_valued.tolist() == two_valued
+    assert network.init_kwargs["two_valued_columns"] == [
+        [j, *levels[j].tolist()] for j in two_valued
+    ]
+    assert len(network.embeddings) == len(clf.preprocessor_.category_cardinalities_) == 1
     proba = clf.predict_proba(X)
     assert proba.shape == (len(y), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert clf.score(X, y) > 0.6
+
+
+def test_estimator_finds_the_two_valued_columns_of_a_raw_array():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([
+        rng.normal(size=200), rng.choice([-1.0, 3.0], 200), np.full(200, 2.0)
+    ])
+    y = (X[:, 0] + X[:, 1] > 1).astype(int)
+    clf = fast_classifier(preprocessing=None).fit(X, y)
+    # A constant column is one of two values: its step is taken as one.
+    assert clf.network_.init_kwargs["two_valued_columns"] == [[1, -1.0, 3.0], [2, 2.0, 3.0]]
+    assert clf.network_.many_valued.tolist() == [0]
+    assert np.isfinite(clf.predict_proba(X)).all()
 
 
 def test_periodic_embedding_changes_the_fit(table):
