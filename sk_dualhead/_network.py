@@ -326,9 +326,8 @@ class PackedDualHeadNetwork(nn.Module):
             if self.numerical_embedding is None
             else self.numerical_embedding.output_width
         )
-        if self.two_valued_embedding is not None:
-            width += self.two_valued_embedding.output_width
-        width += sum(table.shape[-1] for table in self.embeddings)
+        folded = 0 if self.two_valued_embedding is None else self.two_valued_embedding.output_width
+        width += folded + sum(table.shape[-1] for table in self.embeddings)
         layers = []
         for size in hidden_sizes:
             layers.append(PackedLinear(n_members, width, size))
@@ -341,30 +340,45 @@ class PackedDualHeadNetwork(nn.Module):
         self.trunk = nn.Sequential(*layers)
         # Both heads in one layer: one batched product gives both.
         self.heads = PackedLinear(n_members, width, 2 * n_classes)
+        self.two_valued_weight = None
+        if folded:
+            # The first layer is initialised on every embedded input; its rows
+            # on the two-valued columns' embeddings become a parameter of
+            # their own, folded by first_layer (slicing one parameter in
+            # every step would zero-fill and copy its whole gradient).
+            layer = self.trunk[0] if len(self.trunk) else self.heads
+            start = self.numerical_embedding.output_width
+            full = layer.weight.detach()
+            layer.weight = nn.Parameter(torch.cat([full[:, :start], full[:, start + folded :]], 1))
+            self.two_valued_weight = nn.Parameter(
+                full[:, start : start + folded]
+                .reshape(n_members, len(two_valued), MAX_EMBEDDING_WIDTH, -1)
+                .clone()
+            )
 
     def trunk_inputs(self, X):
-        """The input of the first layer: continuous columns, then category embeddings.
+        """The input of the first layer: continuous columns, category embeddings.
 
         ``X`` is ``(n, n_columns)``, or ``(n_members, n, n_columns)`` when
         each member sees its own copy (only the continuous columns may
         differ between the copies). With a numerical embedding the
-        continuous columns of many values are embedded, and each two-valued
-        one is mapped to 0 and 1, its weight in :meth:`first_layer` folded
-        from its embedding. The result is shared, ``(n, width)``, when
-        nothing is embedded.
+        continuous columns of many values are embedded, and the two-valued
+        ones come last, mapped to 0 and 1: :meth:`first_layer` folds their
+        embeddings into its weights. The result is shared, ``(n, width)``,
+        when nothing is embedded.
         """
         continuous = X[..., : self.n_continuous]
         inputs = [continuous]
         if self.numerical_embedding is not None:
             inputs = [self.numerical_embedding(continuous[..., self.many_valued])]
-            if self.two_valued_embedding is not None:
-                low, high = self.two_levels
-                inputs.append((continuous[..., self.two_valued] - low) / (high - low))
         if len(self.embeddings):
             codes = X[..., self.n_continuous :].long()
             if codes.dim() == 3:
                 codes = codes[0]
             inputs += [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)]
+        if self.two_valued_embedding is not None:
+            low, high = self.two_levels
+            inputs.append((continuous[..., self.two_valued] - low) / (high - low))
         if len(inputs) == 1:
             return inputs[0]
         return torch.cat(
@@ -378,25 +392,19 @@ class PackedDualHeadNetwork(nn.Module):
 
         A two-valued column's embedding takes two values, ``e0`` at its low
         value and ``e1`` at its high one, so on its two values it is
-        ``e0 + t (e1 - e0)`` with ``t`` 0 or 1: the layer's block of weights
-        ``W`` on that embedding folds into one row ``(e1 - e0) W`` on ``t``
-        and a bias ``e0 W``. The network is the one that embeds every
-        column; a two-valued column costs a row of the product, not 16.
+        ``e0 + t (e1 - e0)`` with ``t`` 0 or 1: the block of weights ``W``
+        on that embedding (``two_valued_weight``) folds into one row
+        ``(e1 - e0) W`` on ``t`` and a bias ``e0 W``. The network is the one
+        that embeds every column; a two-valued column costs one row of the
+        product, not 16.
         """
         layer = self.trunk[0] if len(self.trunk) else self.heads
         if self.two_valued_embedding is None:
             return layer.weight, layer.bias
-        start = self.numerical_embedding.output_width
-        stop = start + self.two_valued_embedding.output_width
         k, n_columns = self.n_members, len(self.two_valued)
-        block = layer.weight[:, start:stop].view(k, n_columns, -1, layer.out_features)
         low, high = self.two_valued_embedding(self.two_levels).view(k, 2, n_columns, -1).unbind(1)
-        weight = torch.cat(
-            [layer.weight[:, :start],
-             torch.einsum("kfd,kfdo->kfo", high - low, block),
-             layer.weight[:, stop:]],
-            dim=1,
-        )
+        block = self.two_valued_weight
+        weight = torch.cat([layer.weight, torch.einsum("kfd,kfdo->kfo", high - low, block)], dim=1)
         bias = layer.bias + torch.einsum("kfd,kfdo->ko", low, block).unsqueeze(1)
         return weight, bias
 

@@ -96,21 +96,28 @@ def test_two_valued_columns_fold_into_the_first_layer(hidden_sizes):
     embedded = torch.cat(
         [
             network.numerical_embedding(X[:, [0, 2]]),
-            network.two_valued_embedding(X[:, [1, 3]]),
             network.embeddings[0][:, X[:, 4].long()],
+            network.two_valued_embedding(X[:, [1, 3]]),
         ],
         dim=2,
     )
     layer = network.trunk[0] if hidden_sizes else network.heads
-    expected = torch.baddbmm(layer.bias, embedded, layer.weight)
+    full_weight = torch.cat(
+        [layer.weight, network.two_valued_weight.flatten(1, 2)], dim=1
+    )
+    expected = torch.baddbmm(layer.bias, embedded, full_weight)
     if hidden_sizes:
         expected = network.heads(network.trunk[1:](expected))
     main, aux = network(X)
     torch.testing.assert_close(torch.cat([main, aux], dim=2), expected)
     # Each two-valued column costs one row of the first layer, not 16.
     category_width = network.embeddings[0].shape[-1]
-    assert network.first_layer()[0].shape[1] == 2 * 16 + 2 + category_width
-    assert layer.weight.shape[1] == 4 * 16 + category_width
+    assert network.first_layer()[0].shape[1] == 2 * 16 + category_width + 2
+    # Every weight of the first layer starts as nn.Linear's would on all
+    # the embedded inputs.
+    bound = 1 / np.sqrt(full_weight.shape[1])
+    assert full_weight.abs().max() <= bound
+    assert full_weight.abs().max() > 0.9 * bound
 
 
 @pytest.mark.parametrize("numerical_embedding", list(NUMERICAL_EMBEDDINGS))
