@@ -86,12 +86,17 @@ def test_gaps_compare_the_default_with_the_best_peer_and_logistic_regression():
             "roc_auc": [0.90, 0.99, 0.93, 0.85],
             "average_precision": [0.70, 0.99, 0.60, 0.65],
             "ece": [0.03, 0.00, 0.05, 0.01],
+            "fit_seconds": [6.0, 3.0, 0.5, 0.1],
         }
     )
-    row = quality.gaps(table).iloc[0]
+    row = quality.gaps(
+        table, before="DualHead (1 network)", beside="LightGBM"
+    ).iloc[0]
     # our own variants are not peers
     assert row["best roc_auc"] == "LightGBM"
     assert row["roc_auc"] == pytest.approx(-0.03)
     assert row["best average_precision"] == "LogisticRegression"
     assert row["average_precision"] == pytest.approx(0.05)
     assert row["ece"] == pytest.approx(0.02)
+    assert row["fit x DualHead (1 network)"] == pytest.approx(2.0)
+    assert row["fit x LightGBM"] == pytest.approx(12.0)
