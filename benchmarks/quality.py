@@ -546,6 +546,35 @@ def fit_seconds(table, default="DualHead (default)", beside=("CatBoost", "LightG
     return pd.concat([rows, seconds], axis=1).rename_axis(index=None, columns=None)
 
 
+#: The models of the README's headline table, by the name it gives them.
+HEADLINE = {
+    "DualHead (default)": "DualHead",
+    "CatBoost": "CatBoost",
+    "LightGBM": "LightGBM",
+    "LogisticRegression": "LogisticRegression",
+}
+
+
+def headline(table):
+    """The README's table: ROC AUC / AP of the default and three peers, and fit seconds."""
+    rows = []
+    for dataset, part in table.groupby("dataset", sort=False):
+        by_model = part.set_index("model")
+        row = {"data set": dataset, "rows": f"{part.rows.iloc[0]:,}"}
+        for name, label in HEADLINE.items():
+            row[f"{label} AUC / AP"] = (
+                f"{by_model.roc_auc[name]:.3f} / {by_model.average_precision[name]:.3f}"
+                if name in by_model.index else ""
+            )
+        timed = [name for name in HEADLINE if name != "LogisticRegression"]
+        row["fit s: " + " / ".join(HEADLINE[name] for name in timed)] = " / ".join(
+            f"{by_model.fit_seconds[name]:.1f}" if name in by_model.index else "-"
+            for name in timed
+        )
+        rows.append(row)
+    return _markdown(pd.DataFrame(rows), {})
+
+
 def gaps(
     table,
     default="DualHead (default)",
@@ -601,6 +630,10 @@ def report(table, ranks, *, n_splits, n_repeats, path=DOCS / "quality.md"):
         "AP, Brier, log loss and ECE are about the class each set is about: "
         + ", ".join(f"{name}: `{label!r}`" for name, label in POSITIVE.items())
         + ".",
+        "",
+        "## Headline (the README's table)",
+        "",
+        headline(table),
         "",
     ]
     for dataset, part in table.groupby("dataset", sort=False):

@@ -246,6 +246,10 @@ class PackedDualHeadNetwork(nn.Module):
     numerical_embedding : {None, "periodic"}, default=None
         Embedding of the continuous columns, a key of
         :data:`NUMERICAL_EMBEDDINGS`; ``None`` feeds them as they are.
+    two_valued_columns : sequence of (int, float, float), default=()
+        ``(column, low, high)`` of the continuous columns that take two
+        values; with a numerical embedding, theirs is folded into the first
+        layer (see :meth:`first_layer`).
 
     Attributes
     ----------

@@ -100,3 +100,23 @@ def test_gaps_compare_the_default_with_the_best_peer_and_logistic_regression():
     assert row["ece"] == pytest.approx(0.02)
     assert row["fit x DualHead (1 network)"] == pytest.approx(2.0)
     assert row["fit x LightGBM"] == pytest.approx(12.0)
+
+
+def test_headline_gives_auc_ap_and_fit_seconds_of_the_default_and_the_boosters():
+    table = pd.DataFrame(
+        {
+            "dataset": ["a"] * 3,
+            "rows": [1234] * 3,
+            "model": ["DualHead (default)", "CatBoost", "LogisticRegression"],
+            "roc_auc": [0.9, 0.8, 0.7],
+            "average_precision": [0.5, 0.4, 0.3],
+            "fit_seconds": [12.34, 5.0, 0.1],
+        }
+    )
+    lines = quality.headline(table).splitlines()
+    assert lines[0] == (
+        "| data set | rows | DualHead AUC / AP | CatBoost AUC / AP | LightGBM AUC / AP "
+        "| LogisticRegression AUC / AP | fit s: DualHead / CatBoost / LightGBM |"
+    )
+    # LightGBM was not run: a blank cell and a dash.
+    assert lines[2] == "| a | 1,234 | 0.900 / 0.500 | 0.800 / 0.400 |  | 0.700 / 0.300 | 12.3 / 5.0 / - |"
