@@ -300,16 +300,17 @@ class PackedDualHeadNetwork(nn.Module):
             two_valued_columns = ()
         two_valued = [int(column) for column, _, _ in two_valued_columns]
         many_valued = [j for j in range(n_continuous) if j not in set(two_valued)]
-        self.register_buffer("many_valued", torch.tensor(many_valued, dtype=torch.long),
-                             persistent=False)
-        self.register_buffer("two_valued", torch.tensor(two_valued, dtype=torch.long),
-                             persistent=False)
+        # Rebuilt from init_kwargs, never saved: explicitly on the CPU (to be
+        # moved with the module), so that a network built on the meta device
+        # to load saved weights into has them too.
+        columns = functools.partial(torch.tensor, dtype=torch.long, device="cpu")
+        self.register_buffer("many_valued", columns(many_valued), persistent=False)
+        self.register_buffer("two_valued", columns(two_valued), persistent=False)
         # Row 0 each two-valued column's low value, row 1 its high one.
+        levels = [[low for _, low, _ in two_valued_columns],
+                  [high for _, _, high in two_valued_columns]]
         self.register_buffer(
-            "two_levels",
-            torch.tensor([[low for _, low, _ in two_valued_columns],
-                          [high for _, _, high in two_valued_columns]]).view(2, -1),
-            persistent=False,
+            "two_levels", torch.tensor(levels, device="cpu").view(2, -1), persistent=False
         )
         self.numerical_embedding = self.two_valued_embedding = None
         if make_embedding is not None:
