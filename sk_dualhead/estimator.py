@@ -531,6 +531,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     def _training_config(self, entry, alpha, features, valid_rows):
         """What the engine trains with, resolved from the parameters once."""
         cardinalities = tuple(getattr(self.preprocessor_, "category_cardinalities_", ()))
+        n_continuous = features.shape[1] - len(cardinalities)
         held_out = valid_rows[0] is not None
         n_train = len(features) - (len(valid_rows[0]) if held_out else 0)
         calibration = self.calibration
@@ -540,7 +541,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             calibration = "platt" if len(self.classes_) == 2 else "temperature"
         return TrainingConfig(
             network={
-                "n_continuous": features.shape[1] - len(cardinalities),
+                "n_continuous": n_continuous,
                 "n_classes": len(self.classes_),
                 "hidden_sizes": tuple(self.hidden_sizes),
                 "activation": self.activation,
@@ -548,8 +549,11 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
                 "normalization": self.normalization,
                 "category_cardinalities": cardinalities,
                 "numerical_embedding": self.numerical_embedding,
-                "two_valued_columns": _two_valued_columns(
-                    features[:, : features.shape[1] - len(cardinalities)]
+                # Only an embedding folds them; without one they are not looked for.
+                "two_valued_columns": (
+                    _two_valued_columns(features[:, :n_continuous])
+                    if self.numerical_embedding is not None
+                    else ()
                 ),
             },
             strategy=entry,

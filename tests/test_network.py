@@ -311,6 +311,7 @@ def test_periodic_embedding_changes_the_fit(table):
     plain = fast_classifier(numerical_embedding=None).fit(X, y)
     periodic = fast_classifier(numerical_embedding="periodic").fit(X, y)
     assert plain.network_.numerical_embedding is None
+    assert plain.network_.init_kwargs["two_valued_columns"] == []
     assert not np.allclose(plain.predict_proba(X), periodic.predict_proba(X))
 
 
