@@ -13,10 +13,11 @@ callback system. skorch's defaults feed a network through a per-row
 tabular data that costs more than the network itself. Here the data is held
 as whole tensors, moved to the device once, and batches are slices of them.
 All members see every batch: a member's loss is masked by its own training
-rows, so each keeps its own held-out rows, its own early stopping (a member
-that has stopped holds its best weights while the others train on) and its
-own calibration. The loss terms are summed on the device and read back once
-per epoch, so a GPU is not stalled by a host synchronisation per batch.
+rows, so each keeps its own held-out rows, its own early stopping and its
+own calibration. A member that stops is dropped from the network, its best
+weights kept aside, so that the others train on without computing it. The
+loss terms are summed on the device and read back once per epoch, so a GPU
+is not stalled by a host synchronisation per batch.
 """
 
 import math
@@ -303,11 +304,11 @@ class MemberEarlyStopping(Callback):
     """Early stopping of each member on its own calibrated held-out log loss.
 
     A member whose ``valid_log_loss`` has not improved by ``tol`` for
-    ``patience`` epochs stops: its best weights are put back and held there
-    while the others train on. Training ends when every member has stopped;
-    then, or when it ends otherwise, every member gets its best weights
-    back. The calibrator fitted at a member's best epoch is kept as its
-    calibrator: it was fitted to the very predictions those weights make.
+    ``patience`` epochs stops: its best weights are kept aside and the
+    others train on. Training ends when every member has stopped; then, or
+    when it ends otherwise, every member gets its best weights back. The
+    calibrator fitted at a member's best epoch is kept as its calibrator: it
+    was fitted to the very predictions those weights make.
 
     Attributes
     ----------
@@ -351,7 +352,7 @@ class MemberEarlyStopping(Callback):
             raise StopTraining
 
     def on_train_end(self, net, **kwargs):
-        net.restore_members(np.arange(net.n_members))
+        net.restore_best_weights()
 
 
 class MemberGradientNormClipping(Callback):
@@ -468,10 +469,10 @@ class PackedNet(NeuralNet):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self.active_ = np.ones(self.n_members, dtype=bool)
-        self.stopped_ = []
-        # (n_members, 1): one for the members still training, zero for the
-        # others; None while all train.
-        self.active_weight_ = None
+        # members_: the numbers of the members in the network, in order;
+        # kept_: the same as an index tensor once some were dropped.
+        self.members_ = np.arange(self.n_members)
+        self.kept_ = None
         self.best_state_ = None
 
     def _member_tensors(self):
@@ -487,25 +488,43 @@ class PackedNet(NeuralNet):
             return
         if not len(members):
             return
+        positions = np.searchsorted(self.members_, members)
         for name, tensor in tensors.items():
             index = torch.as_tensor(members, device=tensor.device)
-            self.best_state_[name].index_copy_(0, index, tensor.index_select(0, index))
+            taken = tensor.index_select(0, torch.as_tensor(positions, device=tensor.device))
+            self.best_state_[name].index_copy_(0, index, taken)
 
     @torch.no_grad()
-    def restore_members(self, members):
-        """Put the kept weights of these members back."""
-        if self.best_state_ is None or not len(members):
+    def restore_best_weights(self):
+        """Give every member its kept weights, in a network of all members again."""
+        if self.best_state_ is None:
             return
-        for name, tensor in self._member_tensors().items():
-            index = torch.as_tensor(members, device=tensor.device)
-            tensor.data.index_copy_(0, index, self.best_state_[name].index_select(0, index))
+        module = _unwrapped(self.module_)
+        if len(self.members_) < self.n_members:
+            device = module.heads.weight.device
+            self.module_ = load_network((module.init_kwargs, self.best_state_), device)
+        else:
+            module.load_state_dict(self.best_state_)
 
     def stop_members(self, members):
-        """Stop training these members: their best weights, held from now on."""
+        """Stop training these members: drop them from the network.
+
+        Their weights of their best epoch are in ``best_state_``; the
+        optimizer's state of the others is sliced with their parameters.
+        """
         self.active_[members] = False
-        self.stopped_ = np.flatnonzero(~self.active_).tolist()
-        self.active_weight_ = torch.from_numpy(self.active_[:, None].astype(np.float32))
-        self.restore_members(members)
+        positions = np.flatnonzero(self.active_[self.members_])
+        if not len(positions):
+            return
+        self.members_ = self.members_[positions]
+        module = _unwrapped(self.module_)
+        index = torch.from_numpy(positions).to(module.heads.weight.device)
+        module.keep_members(index)
+        for state in self.optimizer_.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.dim():
+                    state[key] = value.index_select(0, index)
+        self.kept_ = torch.from_numpy(self.members_).to(index.device)
 
     # ---------------------------------------------------------- steps
 
@@ -523,20 +542,20 @@ class PackedNet(NeuralNet):
         logits = (main_logits, aux_logits)[self.predicted_heads_]
         return head_log_proba(logits, self.prior_correction_)
 
-    def _training_weight(self, weight, n_rows, device):
-        """The members' weights of a batch, zero for the members that stopped."""
-        if self.active_weight_ is None:
+    def member_weight(self, weight, target, training):
+        """A batch's weights of the members in the network (None: all one)."""
+        if weight is None or self.kept_ is None:
             return weight
-        active = self.active_weight_.to(device)
-        return active.expand(-1, n_rows) if weight is None else weight * active
+        return weight.index_select(0, self.kept_)
 
     def train_step_single(self, batch, **fit_params):
         Xi, (target, weight) = unpack_data(batch)
-        weight = self._training_weight(weight, len(target), target.device)
+        weight = self.member_weight(weight, target, training=True)
         epsilon = self.config.strategy.adversarial_epsilon
         if epsilon > 0:
             # Each member's own copy of the inputs, for its own FGSM step.
-            Xi = Xi.expand(self.n_members, *Xi.shape).clone().requires_grad_(True)
+            n_members = _unwrapped(self.module_).n_members
+            Xi = Xi.expand(n_members, *Xi.shape).clone().requires_grad_(True)
         y_pred = self.infer(Xi, **fit_params)
         terms = self.get_loss_terms(y_pred, (target, weight))
         # Members share no weight: the sum gives each its own gradient.
@@ -547,12 +566,6 @@ class PackedNet(NeuralNet):
             )
         self.backward(loss)
         return {"loss": loss, "y_pred": y_pred, "terms": terms.detach()}
-
-    def train_step(self, batch, **fit_params):
-        step = super().train_step(batch, **fit_params)
-        # AdamW moves a parameter with a zero gradient too (momentum, decay).
-        self.restore_members(self.stopped_)
-        return step
 
     def backward(self, loss):
         """Back-propagate one training step's loss."""
@@ -575,10 +588,11 @@ class PackedNet(NeuralNet):
         return w_main * 0.5 * (adversarial - terms[1]).sum()
 
     def validation_step(self, batch, **fit_params):
-        Xi, yi = unpack_data(batch)
+        Xi, (target, weight) = unpack_data(batch)
+        weight = self.member_weight(weight, target, training=False)
         with torch.no_grad():
             y_pred = self.infer(Xi, **fit_params)
-            terms = self.get_loss_terms(y_pred, yi)
+            terms = self.get_loss_terms(y_pred, (target, weight))
             log_proba = self.predicted_log_proba(*y_pred)
         return {"loss": terms[0].sum(), "y_pred": y_pred, "terms": terms, "log_proba": log_proba}
 
@@ -619,7 +633,8 @@ class PackedNet(NeuralNet):
                 log_probas.append(step["log_proba"])
             self.notify("on_batch_end", batch=batch, training=training, **step)
         # One device-to-host transfer per epoch.
-        means = self.mean_over_processes(totals / n_rows, training).cpu().numpy()
+        means = np.full((len(DualHeadLoss.term_names), self.n_members), np.nan)
+        means[:, self.members_] = self.mean_over_processes(totals / n_rows, training).cpu().numpy()
         scores = dict(zip(DualHeadLoss.term_names, means))
         if log_probas:
             scores["log_loss"] = self.held_out_log_loss(torch.cat(log_probas, dim=1))
@@ -660,9 +675,11 @@ class PackedNet(NeuralNet):
         method = CALIBRATORS.get(self.config.calibration)
         losses = np.full(self.n_members, np.nan)
         self.epoch_calibrators_ = [None] * self.n_members
-        for member in np.flatnonzero(self.active_):
+        for position, member in enumerate(self.members_):
+            if not self.active_[member]:
+                continue
             rows = held_out[member]
-            member_log_proba, member_target = log_proba[member, rows], target[rows]
+            member_log_proba, member_target = log_proba[position, rows], target[rows]
             member_weights = None if weights is None else weights[member, rows]
             if method is not None and np.isfinite(member_log_proba).all():
                 calibrator = method().fit(member_log_proba, member_target, member_weights)
@@ -694,11 +711,45 @@ class AcceleratedPackedNet(AccelerateMixin, PackedNet):
     Validation is not sharded: every process scores the whole held-out
     split with the same weights, so that every process records the same
     history and early stopping ends all of them at the same epoch.
+
+    A member that stops stays in the network, which DDP has wrapped with
+    its parameters: its weight of the training rows is zero from then on,
+    and its best weights are put back after every step.
     """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("unwrap_after_train", False)
         super().__init__(*args, **kwargs)
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # (n_members, 1): one for the members still training, zero for the
+        # others; None while all train.
+        self.active_weight_ = None
+
+    def stop_members(self, members):
+        self.active_[members] = False
+        self.active_weight_ = torch.from_numpy(self.active_[:, None].astype(np.float32))
+        self._hold_stopped_members()
+
+    def member_weight(self, weight, target, training):
+        if not training or self.active_weight_ is None:
+            return weight
+        active = self.active_weight_.to(target.device)
+        return active.expand(-1, len(target)) if weight is None else weight * active
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        # AdamW moves a parameter with a zero gradient too (momentum, decay).
+        self._hold_stopped_members()
+        return step
+
+    @torch.no_grad()
+    def _hold_stopped_members(self):
+        stopped = np.flatnonzero(~self.active_)
+        for name, tensor in self._member_tensors().items():
+            index = torch.as_tensor(stopped, device=tensor.device)
+            tensor.data.index_copy_(0, index, self.best_state_[name].index_select(0, index))
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         # Unwrapped after the callbacks' on_train_end, not in the net's own

@@ -94,12 +94,25 @@ class Dropout(nn.Dropout):
     time of the default network. Random integers and one comparison draw
     the same mask (keep probability ``1 - p`` to within ``2 ** -15``) in
     half the time.
+
+    The input is ``(n_members, ...)``. After
+    :meth:`PackedDualHeadNetwork.keep_members`, ``members`` holds the kept
+    members' positions among the ``n_drawn`` the network was built with: the
+    masks are drawn for all of them and the kept members' taken, so that a
+    member's masks never depend on which others still train.
     """
+
+    def __init__(self, p):
+        super().__init__(p)
+        self.members = self.n_drawn = None
 
     def forward(self, X):
         if not self.training or not self.p:
             return X
-        bits = torch.empty(X.shape, dtype=torch.int16, device=X.device).random_()
+        shape = X.shape if self.members is None else (self.n_drawn, *X.shape[1:])
+        bits = torch.empty(shape, dtype=torch.int16, device=X.device).random_()
+        if self.members is not None:
+            bits = bits.index_select(0, self.members)
         keep = (bits >= round(self.p * 32768)).to(X.dtype)
         return X * keep.mul_(1 / (1 - self.p))
 
@@ -293,6 +306,8 @@ class PackedDualHeadNetwork(nn.Module):
             "two_valued_columns": [list(entry) for entry in two_valued_columns],
         }
         self.n_members = n_members
+        # Positions among the n_members built of those kept (keep_members).
+        self.kept_members = None
         self.n_continuous = n_continuous
         self.n_classes = n_classes
         make_embedding = NUMERICAL_EMBEDDINGS[numerical_embedding]
@@ -360,6 +375,28 @@ class PackedDualHeadNetwork(nn.Module):
                 .reshape(n_members, len(two_valued), MAX_EMBEDDING_WIDTH, -1)
                 .clone()
             )
+
+    @torch.no_grad()
+    def keep_members(self, positions):
+        """Drop every member but those at ``positions`` (an index tensor), in place.
+
+        Each parameter and buffer keeps its object, sliced to the kept
+        members, so an optimizer holding the parameters goes on with them;
+        their gradients are cleared. The network no longer is the one
+        ``init_kwargs`` build: it trains what is left of an ensemble whose
+        stopped members are kept elsewhere.
+        """
+        for tensor in self.state_dict(keep_vars=True).values():
+            tensor.data = tensor.data.index_select(0, positions.to(tensor.device))
+            tensor.grad = None
+        drawn = self.init_kwargs["n_members"]
+        kept = torch.arange(drawn) if self.kept_members is None else self.kept_members
+        self.kept_members = kept.index_select(0, positions.cpu())
+        self.n_members = len(self.kept_members)
+        for layer in self.trunk:
+            if isinstance(layer, Dropout):
+                layer.members = self.kept_members.to(self.heads.weight.device)
+                layer.n_drawn = drawn
 
     def trunk_inputs(self, X):
         """The input of the first layer: continuous columns, category embeddings.

@@ -167,26 +167,31 @@ def test_each_member_stops_early_at_its_best_epoch(binary):
     assert len({member.n_epochs for member in clf.members_}) > 1
 
 
-def test_a_stopped_member_holds_its_best_weights_while_the_others_train(
-    binary, monkeypatch
-):
-    kept = {}
-    real_stop = engine.PackedNet.stop_members
+def test_each_member_ends_with_the_weights_of_its_best_epoch(binary, monkeypatch):
+    # Stopped members leave the network while the others train on; the
+    # fitted network has every member again, each with the weights it had
+    # at its best epoch, read here off the network being trained.
+    best = {}
+    real_snapshot = engine.PackedNet.snapshot_members
 
-    def stop_members(net, members):
-        real_stop(net, members)
-        network = net.module_
-        kept.update({m: [p[m].detach().clone() for p in network.parameters()] for m in members})
+    def snapshot_members(net, members=None):
+        real_snapshot(net, members)
+        state = net.module_.state_dict()
+        for member in range(net.n_members) if members is None else members:
+            position = list(net.members_).index(member)
+            best[member] = {name: t[position].clone() for name, t in state.items()}
 
-    monkeypatch.setattr(engine.PackedNet, "stop_members", stop_members)
+    monkeypatch.setattr(engine.PackedNet, "snapshot_members", snapshot_members)
     X, y = binary
     clf = DualHeadClassifier(
-        hidden_sizes=(32,), lr=0.05, n_iter_no_change=2, n_networks=3, random_state=0
+        hidden_sizes=(32,), lr=0.05, n_iter_no_change=2, n_networks=3,
+        normalization="batchnorm", random_state=0,
     ).fit(X, y)
-    assert len({m.n_epochs for m in clf.members_}) > 1
-    for member, weights in kept.items():
-        for param, weight in zip(clf.network_.parameters(), weights):
-            torch.testing.assert_close(param[member], weight, rtol=0, atol=0)
+    assert len({m.n_epochs for m in clf.members_}) > 1  # one stopped first
+    assert clf.network_.n_members == 3
+    for name, tensor in clf.network_.state_dict().items():
+        for member in range(3):
+            torch.testing.assert_close(tensor[member], best[member][name], rtol=0, atol=0)
 
 
 def test_fitted_model_carries_no_training_rows(fitted, binary):

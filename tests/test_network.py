@@ -1,5 +1,7 @@
 """The packed torch module, its numerical embeddings and its inference pass."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +145,29 @@ def test_each_member_is_the_network_it_would_be_alone(normalization, numerical_e
         expected = alone(X)
         torch.testing.assert_close(main[1:2], expected[0])
         torch.testing.assert_close(aux[1:2], expected[1])
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
+def test_kept_members_compute_and_draw_what_they_did_among_all(normalization, training):
+    # Dropping members twice leaves the others' outputs as they were, with
+    # the same seed in train mode too: dropout still draws every member's
+    # mask and the kept members take their own.
+    network = _network(
+        n_members=5, cardinalities=(5, 7), normalization=normalization, dropout=0.3,
+        numerical_embedding="periodic", two_valued_columns=TWO_VALUED,
+    ).train(training)
+    X = _two_valued_inputs(6, (5, 7))
+    torch.manual_seed(1)
+    expected = torch.cat(copy.deepcopy(network)(X), dim=2)[[2, 4]]
+    parameters = list(network.parameters())
+    network.keep_members(torch.tensor([0, 2, 3, 4]))
+    network.keep_members(torch.tensor([1, 3]))  # members 2 and 4 of the five
+    assert network.n_members == 2 and network.kept_members.tolist() == [2, 4]
+    assert list(network.parameters()) == parameters  # an optimizer keeps them
+    assert {len(tensor) for tensor in network.state_dict().values()} == {2}
+    torch.manual_seed(1)
+    torch.testing.assert_close(torch.cat(network(X), dim=2), expected, rtol=0, atol=0)
 
 
 def test_every_parameter_and_buffer_has_the_members_first():
