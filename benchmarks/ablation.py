@@ -17,13 +17,13 @@ fitted network (the calibrator is fitted on the early-stopping split inside
 Run (one CPU thread; each table's results are cached in ``--cache``, so an
 interrupted run resumes and tables can be run with different fold counts)::
 
-    PYTHONPATH=. python benchmarks/ablation.py --folds 3 \\
+    PYTHONPATH=. python benchmarks/ablation.py --folds 5 --repeats 2 \\
         --datasets mlc_churn attrition ad_data pima pbc
 
 That is the run behind ``docs/benchmarks/ablation.md``: two tables where
 the structure is non-linear (mlc_churn, ad_data), one in between
 (attrition) and two nearly linear ones, about 10 minutes on a free core,
-mlc_churn most of it.
+mlc_churn half of it.
 """
 
 import argparse
