@@ -158,7 +158,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.15
         Share of the training data held out for early stopping.
 
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=6
         Epochs without improvement before a network stops.
 
     tol : float, default=1e-4
@@ -366,7 +366,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         batch_size="auto",
         early_stopping=True,
         validation_fraction=0.15,
-        n_iter_no_change=10,
+        n_iter_no_change=6,
         tol=1e-4,
         n_networks="auto",
         gamma=None,
