@@ -139,7 +139,8 @@ def test_packed_networks_under_an_accelerator_match_the_plain_fit(accelerator, b
         np.testing.assert_allclose(
             [row["valid_log_loss"] for row in theirs.history],
             [row["valid_log_loss"] for row in ours.history],
-            # Rounding grows over ten epochs at lr=1e-2 with batchnorm: 2e-3.
+            # With batchnorm the two paths' held-out log losses drift apart,
+            # 2.3e-3 at most over ten epochs here; without it, 1e-7.
             rtol=5e-3,
         )
     np.testing.assert_allclose(
