@@ -445,9 +445,10 @@ class PackedDualHeadNetwork(nn.Module):
             return layer.weight, layer.bias
         k, n_columns = self.n_members, len(self.two_valued)
         low, high = self.two_valued_embedding(self.two_levels).view(k, 2, n_columns, -1).unbind(1)
-        # Rows and bias in one batched product, (k, f, 2, d) @ (k, f, d, o),
-        # whose gradient on the block is one product too: two einsums took
-        # 7.9 ms a step, forward and backward, on attrition's 55 columns; 2.7.
+        # Rows and bias in one batched product, (k, f, 2, d) @ (k, f, d, o):
+        # its gradient on the block is one product too, where two einsums'
+        # were two outer products summed (a third of a step on wide one-hot
+        # tables).
         folded = torch.stack([high - low, low], dim=2) @ self.two_valued_weight
         weight = torch.cat([layer.weight, folded[:, :, 0]], dim=1)
         bias = layer.bias + folded[:, :, 1].sum(1, keepdim=True)
