@@ -204,21 +204,22 @@ def _take(tensor, i, dim=0):
 
 
 class TensorDataset(torch.utils.data.Dataset):
-    """Some rows of whole tensors of features and targets, with member weights.
+    """Rows of whole tensors of features and targets, each member's own.
 
-    ``rows`` (an index tensor) picks this dataset's rows out of ``X`` and
-    ``y`` when it is indexed, so the training and the held-out datasets share
-    one feature tensor instead of each holding a copy of their rows: on a
-    large table the copies would double the memory a fit needs. ``rows=None``
-    stands for all rows. ``member_weight`` is ``(n_members, len(self))``:
-    each member's weight of each of this dataset's rows (zero where the
-    member does not train, or does not validate, on the row); ``None``
-    stands for weights that are all one: the losses then skip the
-    multiplications by one, which are exact, so nothing but the time
-    changes.
+    ``rows``, ``(n_members, n)``, holds each member's rows of ``X`` and
+    ``y``, picked out when the dataset is indexed, so the training and the
+    held-out datasets share one feature tensor instead of each holding a
+    copy of their rows: on a large table the copies would double the memory
+    a fit needs. ``rows=None`` stands for all rows, shared by the members.
+    ``member_weight`` is ``(n_members, len(self))``: each member's weight of
+    each of its rows; ``None`` stands for weights that are all one: the
+    losses then skip the multiplications by one, which are exact, so
+    nothing but the time changes.
 
-    Indexing with an int, a slice or an index tensor of positions within
-    the dataset returns ``(features, (targets, weights))``.
+    Indexing with a slice or an index tensor of positions within the
+    dataset returns ``(features, (targets, weights))``: features
+    ``(n_members, n, n_columns)`` and targets ``(n_members, n)`` with
+    ``rows``, ``(n, n_columns)`` and ``(n,)`` shared without.
     """
 
     def __init__(self, X, y, member_weight=None, rows=None):
@@ -228,20 +229,26 @@ class TensorDataset(torch.utils.data.Dataset):
         self.rows = rows
 
     def __len__(self):
-        return len(self.X) if self.rows is None else len(self.rows)
+        return len(self.X) if self.rows is None else self.rows.shape[1]
 
     def __getitem__(self, i):
         weight = None if self.member_weight is None else _take(self.member_weight, i, 1)
-        if self.rows is not None:
-            i = _take(self.rows, i)
-        return _take(self.X, i), (_take(self.y, i), weight)
+        if self.rows is None:
+            return _take(self.X, i), (_take(self.y, i), weight)
+        rows = _take(self.rows, i, 1)
+        flat = rows.reshape(-1)
+        X = self.X.index_select(0, flat).view(*rows.shape, -1)
+        return X, (self.y.index_select(0, flat).view(rows.shape), weight)
 
 
 class TensorBatches:
     """Batches sliced from a :class:`TensorDataset`, shuffled or in order.
 
-    A last batch of a single row is merged into the one before it, so that
-    batch normalisation never sees a batch of one.
+    An epoch's rows fill as few batches of at most ``batch_size`` rows as
+    they can, of sizes that differ by one at most: a short last batch would
+    take a whole step on a few rows (fewer than eight with
+    ``batch_size="auto"``), and batch normalisation would see a batch of
+    one.
 
     With ``num_processes`` above one (data-parallel training), process
     ``process_index`` takes every ``num_processes``-th row of the epoch's
@@ -267,10 +274,9 @@ class TensorBatches:
 
     def _bounds(self):
         n = len(self.dataset) // self.num_processes
-        starts = list(range(0, n, self.batch_size))
-        if len(starts) > 1 and n - starts[-1] == 1:
-            starts.pop()
-        return list(zip(starts, starts[1:] + [n]))
+        n_batches = -(-n // self.batch_size)
+        stops = [n * (b + 1) // n_batches for b in range(n_batches)]
+        return list(zip([0] + stops[:-1], stops))
 
     def __iter__(self):
         data = self.dataset
@@ -428,10 +434,9 @@ class PackedNet(NeuralNet):
         The strategy, the prediction head, the prior correction and the
         calibration.
     valid_calibration : tuple or None
-        ``(target, held_out, weights)`` of the held-out dataset, on the CPU:
-        its encoded targets, a boolean ``(n_members, n_rows)`` mask of each
-        member's held-out rows and the weights its calibrator fits with
-        (None: all one).
+        ``(target, weights)`` of the held-out dataset, on the CPU, each
+        ``(n_members, n_valid)``: each member's encoded targets and the
+        weights its calibrator fits with (None: all one).
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
@@ -542,20 +547,25 @@ class PackedNet(NeuralNet):
         logits = (main_logits, aux_logits)[self.predicted_heads_]
         return head_log_proba(logits, self.prior_correction_)
 
-    def member_weight(self, weight, target, training):
-        """A batch's weights of the members in the network (None: all one)."""
-        if weight is None or self.kept_ is None:
-            return weight
-        return weight.index_select(0, self.kept_)
+    def member_batch(self, Xi, target, weight, training):
+        """A batch's inputs, targets and weights (None: all one) of the members in the network."""
+        if self.kept_ is None:
+            return Xi, target, weight
+        # Members stop only with held-out rows: each has rows of its own.
+        return tuple(
+            None if part is None else part.index_select(0, self.kept_)
+            for part in (Xi, target, weight)
+        )
 
     def train_step_single(self, batch, **fit_params):
         Xi, (target, weight) = unpack_data(batch)
-        weight = self.member_weight(weight, target, training=True)
+        Xi, target, weight = self.member_batch(Xi, target, weight, training=True)
         epsilon = self.config.strategy.adversarial_epsilon
         if epsilon > 0:
             # Each member's own copy of the inputs, for its own FGSM step.
-            n_members = _unwrapped(self.module_).n_members
-            Xi = Xi.expand(n_members, *Xi.shape).clone().requires_grad_(True)
+            if Xi.dim() == 2:
+                Xi = Xi.expand(_unwrapped(self.module_).n_members, *Xi.shape)
+            Xi = Xi.clone().requires_grad_(True)
         y_pred = self.infer(Xi, **fit_params)
         terms = self.get_loss_terms(y_pred, (target, weight))
         # Members share no weight: the sum gives each its own gradient.
@@ -589,7 +599,7 @@ class PackedNet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         Xi, (target, weight) = unpack_data(batch)
-        weight = self.member_weight(weight, target, training=False)
+        Xi, target, weight = self.member_batch(Xi, target, weight, training=False)
         with torch.no_grad():
             y_pred = self.infer(Xi, **fit_params)
             terms = self.get_loss_terms(y_pred, (target, weight))
@@ -622,7 +632,8 @@ class PackedNet(NeuralNet):
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            batch_rows = len(batch[0])
+            _, (target, _) = batch
+            batch_rows = target.shape[-1]
             if totals is None:
                 totals = step["terms"] * batch_rows
             else:
@@ -670,7 +681,7 @@ class PackedNet(NeuralNet):
         ``docs/benchmarks/ablation.md``). The calibrators are kept in
         ``epoch_calibrators_`` for early stopping to keep the best one.
         """
-        target, held_out, weights = self.valid_calibration
+        target, weights = self.valid_calibration
         log_proba = log_proba.to("cpu", torch.float64).numpy()
         method = CALIBRATORS.get(self.config.calibration)
         losses = np.full(self.n_members, np.nan)
@@ -678,9 +689,8 @@ class PackedNet(NeuralNet):
         for position, member in enumerate(self.members_):
             if not self.active_[member]:
                 continue
-            rows = held_out[member]
-            member_log_proba, member_target = log_proba[position, rows], target[rows]
-            member_weights = None if weights is None else weights[member, rows]
+            member_log_proba, member_target = log_proba[position], target[member]
+            member_weights = None if weights is None else weights[member]
             if method is not None and np.isfinite(member_log_proba).all():
                 calibrator = method().fit(member_log_proba, member_target, member_weights)
                 member_log_proba = calibrator.transform(member_log_proba)
@@ -732,11 +742,12 @@ class AcceleratedPackedNet(AccelerateMixin, PackedNet):
         self.active_weight_ = torch.from_numpy(self.active_[:, None].astype(np.float32))
         self._hold_stopped_members()
 
-    def member_weight(self, weight, target, training):
+    def member_batch(self, Xi, target, weight, training):
         if not training or self.active_weight_ is None:
-            return weight
+            return Xi, target, weight
         active = self.active_weight_.to(target.device)
-        return active.expand(-1, len(target)) if weight is None else weight * active
+        weight = active.expand(-1, target.shape[-1]) if weight is None else weight * active
+        return Xi, target, weight
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -791,59 +802,54 @@ class AcceleratedPackedNet(AccelerateMixin, PackedNet):
 # ------------------------------------------------------------ interface
 
 
-def _member_weights(sample_weight, member_rows, dataset_rows, device):
-    """Each member's weight of each dataset row, ``(n_members, n_rows)``, or None.
+def _member_weights(sample_weight, rows, device):
+    """Each member's weight of each of its rows, ``(n_members, n)``, or None.
 
-    Zero where the member does not take the row, scaled so that every
-    member's weights average one over the dataset's rows: a batch's mean of
-    weighted losses then estimates the member's weighted mean loss without
-    bias, and the learning rate means the same with and without weights.
-    None when every weight would be one.
+    Scaled so that every member's weights average one over its rows: a
+    batch's mean of weighted losses then estimates the member's weighted
+    mean loss without bias, and the learning rate means the same with and
+    without weights. None when every weight would be one.
     """
-    weight = member_rows[:, dataset_rows] * sample_weight[dataset_rows]
+    weight = sample_weight[rows]
     weight /= weight.mean(axis=1, keepdims=True)
     if np.all(weight == 1):
         return None
     return torch.from_numpy(weight.astype(np.float32)).to(device)
 
 
-def _index(rows, device):
-    """An index tensor of ``rows``, or None for all of them."""
-    return None if rows is None else torch.from_numpy(rows).to(device)
-
-
 def _datasets(features, y, sample_weight, valid_rows):
-    """Training and held-out datasets (None: no held-out rows) and calibration data."""
+    """Training and held-out datasets (None: no held-out rows) and calibration data.
+
+    With held-out rows every member takes only its own, in training and in
+    validation: it computes no row it does not learn from or score.
+    """
     n_members, n_rows = len(valid_rows), len(y)
-    held_out = np.zeros((n_members, n_rows), dtype=bool)
-    for member, rows in enumerate(valid_rows):
-        if rows is not None:
-            held_out[member, rows] = True
-    trains = ~held_out
-    train_rows = np.flatnonzero(trains.any(axis=0))
     device = features.device
+    if valid_rows[0] is None:
+        weight = _member_weights(sample_weight, np.tile(np.arange(n_rows), (n_members, 1)), device)
+        return TensorDataset(features, y, weight), None, None
+    held_out = np.stack(valid_rows)
+    mask = np.ones((n_members, n_rows), dtype=bool)
+    np.put_along_axis(mask, held_out, False, axis=1)
+    trains = np.nonzero(mask)[1].reshape(n_members, -1)
     train = TensorDataset(
         features,
         y,
-        _member_weights(sample_weight, trains, train_rows, device),
-        rows=None if len(train_rows) == n_rows else _index(train_rows, device),
+        _member_weights(sample_weight, trains, device),
+        rows=torch.from_numpy(trains).to(device),
     )
-    if not held_out.any():
-        return train, None, None
-    valid_union = np.flatnonzero(held_out.any(axis=0))
     valid = TensorDataset(
         features,
         y,
-        _member_weights(sample_weight, held_out, valid_union, device),
-        rows=_index(valid_union, device),
+        _member_weights(sample_weight, held_out, device),
+        rows=torch.from_numpy(held_out).to(device),
     )
     # The calibrators weigh held-out rows as the member's training rows are
     # weighed: relative to their mean, which sets the strength of their prior.
-    train_means = (trains * sample_weight).sum(axis=1) / trains.sum(axis=1)
-    weights = sample_weight[valid_union] / train_means[:, None]
+    train_means = sample_weight[trains].mean(axis=1, keepdims=True)
+    weights = sample_weight[held_out] / train_means
     calibration = (
-        y[valid_union].cpu().numpy(),
-        held_out[:, valid_union],
+        y.cpu().numpy()[held_out],
         None if np.all(weights == 1) else weights,
     )
     return train, valid, calibration
@@ -924,7 +930,8 @@ def fit_members(features, y, sample_weight, valid_rows, seed, config):
     sample_weight : ndarray of shape (n_samples,), float64
         Non-negative weights, class weights included.
     valid_rows : list of (ndarray of int or None)
-        Per member, its held-out rows; None trains it on every row.
+        Per member, its held-out rows, as many for every member; None for
+        every member trains each on every row.
     seed : int
         Seeds the weights, the shuffling and dropout.
     config : TrainingConfig

@@ -401,13 +401,13 @@ class PackedDualHeadNetwork(nn.Module):
     def trunk_inputs(self, X):
         """The input of the first layer: continuous columns, category embeddings.
 
-        ``X`` is ``(n, n_columns)``, or ``(n_members, n, n_columns)`` when
-        each member sees its own copy (only the continuous columns may
-        differ between the copies). With a numerical embedding the
-        continuous columns of many values are embedded, and the two-valued
-        ones come last, mapped to 0 and 1: :meth:`first_layer` folds their
-        embeddings into its weights. The result is shared, ``(n, width)``,
-        when nothing is embedded.
+        ``X`` is ``(n, n_columns)``, shared by the members, or
+        ``(n_members, n, n_columns)``, each member's own rows. With a
+        numerical embedding the continuous columns of many values are
+        embedded, and the two-valued ones come last, mapped to 0 and 1:
+        :meth:`first_layer` folds their embeddings into its weights. The
+        result is ``(n_members, n, width)``, or the continuous columns as
+        they are when they are the whole input.
         """
         continuous = X[..., : self.n_continuous]
         inputs = [continuous]
@@ -415,9 +415,12 @@ class PackedDualHeadNetwork(nn.Module):
             inputs = [self.numerical_embedding(continuous[..., self.many_valued])]
         if len(self.embeddings):
             codes = X[..., self.n_continuous :].long()
-            if codes.dim() == 3:
-                codes = codes[0]
-            inputs += [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)]
+            if codes.dim() == 2:
+                codes = codes.unsqueeze(0)
+            inputs += [
+                torch.take_along_dim(table, codes[..., i, None], dim=1)
+                for i, table in enumerate(self.embeddings)
+            ]
         if self.two_valued_embedding is not None:
             low, high = self.two_levels
             inputs.append((continuous[..., self.two_valued] - low) / (high - low))

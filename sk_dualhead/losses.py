@@ -685,8 +685,8 @@ class DualHeadLoss(nn.Module):
         ----------
         main_logits, aux_logits : torch.Tensor of shape (..., n_samples, n_classes)
             Both heads' logits; leading dimensions index members.
-        target : torch.LongTensor of shape (n_samples,)
-            Class indices, shared by the members.
+        target : torch.LongTensor of shape (..., n_samples)
+            Class indices, per member or shared.
         sample_weight : torch.Tensor of shape (..., n_samples), default=None
             Weights of the samples, per member or shared.
 
@@ -699,7 +699,7 @@ class DualHeadLoss(nn.Module):
         n_classes = main_logits.shape[-1]
         main_flat = main_logits.reshape(-1, n_classes)
         aux_flat = aux_logits.reshape(-1, n_classes)
-        target = target.repeat(n_members) if n_members > 1 else target
+        target = target.expand(main_logits.shape[:-1]).reshape(-1)
         if sample_weight is not None:
             sample_weight = sample_weight.expand(
                 *members, main_logits.shape[-2]
@@ -742,9 +742,8 @@ class DualHeadLoss(nn.Module):
 
     def main_term(self, main_logits, target, sample_weight=None):
         """The main head's term alone, per member, differentiable."""
-        n_members = main_logits.shape[:-2].numel()
-        n_samples, n_classes = main_logits.shape[-2:]
-        target = target.repeat(n_members) if n_members > 1 else target
+        n_classes = main_logits.shape[-1]
+        target = target.expand(main_logits.shape[:-1]).reshape(-1)
         if sample_weight is not None:
             sample_weight = sample_weight.expand(
                 *main_logits.shape[:-1]
