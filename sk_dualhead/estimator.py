@@ -145,8 +145,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         Maximum number of passes over the training data.
 
     batch_size : int or "auto", default="auto"
-        Rows per gradient step; ``"auto"`` uses
-        ``min(256, max(16, n_train // 8))``.
+        Most rows of a network's gradient step: an epoch's training rows are
+        split into equal batches of at most this many. ``"auto"`` uses
+        ``min(224, max(16, n_train // 8))``.
 
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the training data (stratified),
@@ -567,9 +568,9 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
             weight_decay=self.weight_decay,
             max_grad_norm=self.max_grad_norm,
             max_epochs=self.max_epochs,
-            # About eight steps per epoch on small tables, 256 rows on large ones.
+            # About eight steps per epoch on small tables, 224 rows on large ones.
             batch_size=(
-                min(256, max(16, n_train // 8))
+                min(224, max(16, n_train // 8))
                 if self.batch_size == "auto"
                 else self.batch_size
             ),

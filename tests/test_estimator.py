@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import FAST, fast_classifier
 from sklearn.base import clone
+from sklearn.datasets import make_classification
 from sklearn.ensemble import VotingClassifier
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
@@ -142,6 +143,13 @@ def test_without_early_stopping_trains_max_epochs_on_all_rows(binary):
         assert "valid_log_loss" not in member.history[-1]
         # "auto" batches: at most 300 // 8 = 37 rows, so 9 of 33 or 34.
         assert member.history[-1]["train_batch_count"] == 9
+
+
+def test_auto_batches_hold_at_most_224_rows():
+    X, y = make_classification(n_samples=2400, n_features=4, random_state=0)
+    clf = fast_classifier(early_stopping=False, max_epochs=1).fit(X, y)
+    # 2400 // 8 = 300 rows would be 8 steps; 224 at most make 11 of 218.
+    assert clf.members_[0].history[-1]["train_batch_count"] == 11
 
 
 def test_each_member_stops_early_at_its_best_epoch(binary):
