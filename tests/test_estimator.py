@@ -459,6 +459,7 @@ def test_held_out_rows_share_the_features_with_the_training_rows(
     # No copy of either split: both index the caller's array.
     assert train.X is valid.X
     assert np.shares_memory(train.X.numpy(), X)
+    features, (target, _) = valid[:]
     for m, member in enumerate(clf.members_):
         # A member trains on every row but its own held-out ones, and
         # validates on those alone.
@@ -467,7 +468,6 @@ def test_held_out_rows_share_the_features_with_the_training_rows(
             np.setdiff1d(np.arange(len(X)), trained), member.valid_rows
         )
         np.testing.assert_array_equal(valid.rows[m].numpy(), member.valid_rows)
-        features, (target, _) = valid[:]
         np.testing.assert_array_equal(features[m].numpy(), X[member.valid_rows])
         np.testing.assert_array_equal(target[m].numpy(), y[member.valid_rows])
 
