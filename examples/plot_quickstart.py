@@ -11,7 +11,7 @@ a reliability diagram, and plot every term of the combined loss per epoch.
 # Fit on a training split
 # -----------------------
 # The estimator takes the DataFrame as it is. On a table this small it
-# averages five networks, trained at once, each with its own weights and
+# averages eight networks, trained at once, each with its own weights and
 # held-out rows; each of ``members_`` records its loss terms per epoch.
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression

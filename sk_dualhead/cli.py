@@ -702,7 +702,8 @@ def build_parser():
         "--n-networks",
         type=_networks,
         default="auto",
-        help="networks averaged; auto: 5 below 10,000 rows, else 1 (default: %(default)s)",
+        help="networks averaged; auto: 8 below 1,000 rows, 5 below 10,000, else 1 "
+        "(default: %(default)s)",
     )
     fit.add_argument(
         "--verbose",

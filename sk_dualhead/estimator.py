@@ -41,8 +41,15 @@ from .strategies import KNOBS, STRATEGIES, choose_strategy, class_weights, resol
 
 __all__ = ["DualHeadClassifier"]
 
-#: From this many rows on, ``n_networks="auto"`` trains one network, not five.
-AUTO_ONE_NETWORK_ROWS = 10_000
+#: ``n_networks="auto"``: (fewer rows than, networks) in increasing rows;
+#: from the last bound on, one network. Eight below 1,000 rows, where one
+#: network's variance is largest and a fit takes seconds.
+AUTO_NETWORKS = ((1_000, 8), (10_000, 5))
+
+
+def _auto_networks(n_rows):
+    """Networks that ``n_networks="auto"`` trains on ``n_rows`` rows."""
+    return next((networks for bound, networks in AUTO_NETWORKS if n_rows < bound), 1)
 
 
 def _two_valued_columns(continuous):
@@ -168,8 +175,8 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
 
     n_networks : int or "auto", default="auto"
         Networks trained, each from its own initial weights on its own
-        held-out split; ``"auto"`` trains 5 on fewer than 10,000 rows and 1
-        on more. See :doc:`/howto/ensembles`.
+        held-out split; ``"auto"`` trains 8 on fewer than 1,000 rows, 5 on
+        fewer than 10,000 and 1 on more. See :doc:`/howto/ensembles`.
 
     gamma : float or "adaptive", default=None
         Focusing parameter of the main head's focal loss; ``"adaptive"`` is
@@ -304,7 +311,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.predict_proba(X.iloc[:2]).shape
     (2, 2)
     >>> len(clf.members_), clf.score(X, y) > 0.9
-    (5, True)
+    (8, True)
     """
 
     # The HTML repr (in notebooks) links the estimator's name to its API page.
@@ -465,9 +472,7 @@ class DualHeadClassifier(ClassifierMixin, BaseEstimator):
         weights = sample_weights(sample_weight, X, y, self.classes_, self.class_weight)
         rng = shared_random_state(check_random_state(self.random_state), self.accelerator)
         self.n_networks_ = (
-            (5 if len(y) < AUTO_ONE_NETWORK_ROWS else 1)
-            if self.n_networks == "auto"
-            else self.n_networks
+            _auto_networks(len(y)) if self.n_networks == "auto" else self.n_networks
         )
         seed = int(rng.randint(np.iinfo(np.int32).max))
         valid_rows = [self._held_out_rows(y, rng) for _ in range(self.n_networks_)]

@@ -69,8 +69,8 @@ def test_fit_prints_cv_scores_and_strategy(fitted_files):
     for header in ("ROC AUC", "AP", "Brier", "ECE(15)", "fit s"):
         assert header in out
     assert "strategy: " in out
-    # 160 rows: n_networks="auto" averages five networks.
-    assert "5 network(s); epochs: " in out
+    # 160 rows: n_networks="auto" averages eight networks.
+    assert "8 network(s); epochs: " in out
 
 
 def test_fit_takes_the_number_of_networks(table, tmp_path, capsys):

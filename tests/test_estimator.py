@@ -404,14 +404,16 @@ def test_packed_members_cost_one_forward_per_batch(binary, monkeypatch):
     assert calls == [4] * 18
 
 
-def test_auto_trains_five_networks_below_ten_thousand_rows(binary, monkeypatch):
+def test_auto_trains_fewer_networks_on_more_rows(binary, monkeypatch):
     import sk_dualhead.estimator as estimator_module
 
     X, y = binary
     params = dict(n_networks="auto", max_epochs=1)
-    assert fast_classifier(**params).fit(X, y).n_networks_ == 5
-    monkeypatch.setattr(estimator_module, "AUTO_ONE_NETWORK_ROWS", len(y))
-    assert fast_classifier(**params).fit(X, y).n_networks_ == 1
+    assert fast_classifier(**params).fit(X, y).n_networks_ == 8
+    # The bounds moved so that the 300 rows fall in each band in turn.
+    for bounds, expected in [(((100, 8), (1_000, 5)), 5), (((100, 8), (300, 5)), 1)]:
+        monkeypatch.setattr(estimator_module, "AUTO_NETWORKS", bounds)
+        assert fast_classifier(**params).fit(X, y).n_networks_ == expected
 
 
 def test_verbose_prints_one_table_for_all_networks(binary, capsys):
