@@ -971,7 +971,9 @@ def _logistic_fit(design, offset, outcome, weights, start=None):
         current[active] = after
     warnings.warn(
         f"The logistic recalibration fit did not converge in {_MAX_NEWTON_ITER} "
-        "Newton iterations.",
+        "Newton iterations. Predictions that (nearly) separate the classes do this: "
+        "the maximum-likelihood coefficients then grow without bound, and the "
+        "result is where the fit stopped.",
         ConvergenceWarning,
     )
     return coef[0] if single else coef
