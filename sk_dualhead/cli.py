@@ -17,6 +17,7 @@ import contextlib
 import pathlib
 import sys
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -248,11 +249,29 @@ def run_demo(args):
         summary.to_csv(file, index=False)
     written = [out / "scores.csv"]
     try:
-        written += demo_figures(datasets, results, out)
+        with _each_warning_once():
+            written += demo_figures(datasets, results, out)
     except ImportError as exc:
         print(f"note: no figures written: {exc}", file=sys.stderr)
     print("\nwritten: " + ", ".join(str(path) for path in written))
     return 0
+
+
+@contextlib.contextmanager
+def _each_warning_once():
+    """Show each distinct warning raised inside once, at the end.
+
+    The demo's figures and report fit a calibration curve per model to the
+    same near-separable predictions: ten copies of one warning read like ten
+    faults. (Python's own once-per-place rule does not hold across the
+    ``catch_warnings`` blocks of the code they come from.)
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+            warnings.warn(message, category, stacklevel=3)
 
 
 def demo_figures(datasets, results, out):

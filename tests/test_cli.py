@@ -5,6 +5,7 @@ import io
 import re
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 import sk_dualhead
 from sk_dualhead import DualHeadClassifier
 from sk_dualhead._io import load_model
-from sk_dualhead.cli import demo_datasets, demo_models, main
+from sk_dualhead.cli import _each_warning_once, demo_datasets, demo_models, main
 
 FIT_FAST = ["--cv", "2", "--max-epochs", "5", "--quiet"]
 
@@ -274,6 +275,25 @@ def test_demo_quick(tmp_path, capsys):
         report = (out / "report_breast_cancer_5pct.html").read_text()
         assert "out-of-fold predictions of the demo" in report
         assert "<h2>Permutation importance</h2>" in report
+
+
+def test_demo_figures_show_each_warning_once():
+    def warn_twice():
+        # Each call in its own catch_warnings, as the curves' fits are: Python's
+        # once-per-place rule alone would show every one.
+        for message in ("a", "b", "a"):
+            with warnings.catch_warnings():
+                warnings.warn(message, UserWarning)
+
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("default")
+        warn_twice()
+    assert [str(w.message) for w in plain] == ["a", "b", "a"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        with _each_warning_once():
+            warn_twice()
+    assert [str(w.message) for w in caught] == ["a", "b"]
 
 
 def _has_matplotlib():
