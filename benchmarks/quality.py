@@ -21,9 +21,9 @@ own get them (LightGBM ``n_jobs=1``, CatBoost ``thread_count=1``, pytabkit
 CatBoost and LightGBM are in the ``[bench]`` extra. pytabkit is optional and
 not in it: ``pip install --no-deps pytabkit pytorch-lightning torchmetrics
 lightning-utilities psutil pyyaml`` installs it and what it imports without
-replacing the installed torch; without it RealMLP and TabM-D are left out. TabM-D trains
-32 packed members to early stopping, about a minute per fit on a thousand
-rows on one CPU thread, so it runs only on the sets of at most ``MAX_ROWS``
+replacing the installed torch; without it RealMLP and TabM-D are left out.
+TabM-D trains 32 packed members to early stopping, about a minute per fit on
+a thousand rows on one CPU thread, so it runs only on the sets of at most ``MAX_ROWS``
 rows (2,500: ad_data, pbc, pima, breast_cancer, attrition, cells); the
 report says so, and ranks it over those sets.
 

@@ -278,7 +278,7 @@ def test_demo_quick(tmp_path, capsys):
 
 
 def test_demo_figures_show_each_warning_once():
-    def warn_twice():
+    def warn_a_b_a():
         # Each call in its own catch_warnings, as the curves' fits are: Python's
         # once-per-place rule alone would show every one.
         for message in ("a", "b", "a"):
@@ -287,12 +287,12 @@ def test_demo_figures_show_each_warning_once():
 
     with warnings.catch_warnings(record=True) as plain:
         warnings.simplefilter("default")
-        warn_twice()
+        warn_a_b_a()
     assert [str(w.message) for w in plain] == ["a", "b", "a"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         with _each_warning_once():
-            warn_twice()
+            warn_a_b_a()
     assert [str(w.message) for w in caught] == ["a", "b"]
 
 
